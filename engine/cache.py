@@ -1,0 +1,86 @@
+"""Content-addressed results of model calls.
+
+A key is any JSON-able value (backend fingerprint, recipe version, prompt, image
+content hashes, generation parameters); its SHA-256 names a JSON file.  Entries
+are written atomically (temp file + rename), so a crash never leaves half an
+entry; a corrupt entry is reported once, ignored and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("xcomposer.cache")
+
+
+def cache_key(key: Any) -> str:
+    """The hex digest that names ``key``'s entry."""
+    blob = json.dumps(key, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultCache:
+    """A folder of JSON entries, two-level fan-out by digest."""
+
+    def __init__(self, directory: Path | str, readonly: bool = False) -> None:
+        self.directory = Path(directory)
+        self.readonly = readonly
+        self.hits = 0
+        self.misses = 0
+        self._reported: set[str] = set()
+        self._lock = threading.Lock()
+
+    def path_for(self, digest: str) -> Path:
+        return self.directory / digest[:2] / f"{digest}.json"
+
+    def get(self, key: Any) -> Any | None:
+        """The stored value for ``key``, or ``None``."""
+        digest = cache_key(key)
+        path = self.path_for(digest)
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            value = entry["value"]
+        except FileNotFoundError:
+            with self._lock:
+                self.misses += 1
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            with self._lock:
+                self.misses += 1
+                first = digest not in self._reported
+                self._reported.add(digest)
+            if first:
+                log.warning("cache entry %s is corrupt (%s); recomputing it", path, err)
+            return None
+        with self._lock:
+            self.hits += 1
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        """Store ``value`` (JSON-able) under ``key``."""
+        if self.readonly:
+            return
+        digest = cache_key(key)
+        entry = {"key": key, "value": value}
+        data = json.dumps(entry, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
+        write_atomic(self.path_for(digest), data)

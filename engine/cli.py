@@ -1,0 +1,278 @@
+"""The ``xcomposer`` command line.
+
+Results go to stdout (or ``-o FILE``, written only when everything succeeded);
+progress and errors go to stderr.  A problem the user can fix is one line and
+exit code 2; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import EngineConfig, load_config
+from .errors import InputError, XComposerError
+from .progress import Progress
+
+EXIT_USER_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="FILE", help="engine config (TOML); default ./xcomposer.toml"
+    )
+    common.add_argument("--backend", choices=["llamacpp", "transformers", "openai"])
+    common.add_argument("--model", help="model path, Hugging Face repo id, or served model name")
+    common.add_argument("--mmproj", help="llama.cpp vision projector (GGUF)")
+    common.add_argument(
+        "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1"
+    )
+    common.add_argument("--cache-dir", help="result cache folder")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    parser = argparse.ArgumentParser(
+        prog="xcomposer", description="Illustrated writing with a vision-language model."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compose", parents=[common], help="write an illustrated article")
+    p.add_argument(
+        "instruction", help='what to write, e.g. "Write a short article about lighthouses"'
+    )
+    p.add_argument(
+        "--images", nargs="+", metavar="DIR", help="image folder(s); default: library.roots"
+    )
+    p.add_argument("-n", "--n-images", default="auto", help="number of images, or auto (default)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write Markdown (or JSON) here instead of stdout"
+    )
+    p.add_argument("--json", action="store_true", help="the Article as JSON instead of Markdown")
+    p.add_argument("--language", help="output language (en, zh, ...); default: the instruction's")
+    p.add_argument(
+        "--candidates", type=int, default=4, help="images retrieved per spot (default 4)"
+    )
+    p.add_argument("--sections", type=int, default=4, help="sections in the outline (default 4)")
+    p.add_argument("--words", type=int, default=80, help="words per section (default 80)")
+    p.add_argument("--seed", type=int, help="sampling seed (default: the config's)")
+
+    p = sub.add_parser(
+        "describe", parents=[common], help="caption, alt text or an answer about an image"
+    )
+    p.add_argument("image")
+    p.add_argument("--question", help="a question about the image")
+    p.add_argument("--style", default="caption", choices=["caption", "alt", "explain"])
+
+    sub.add_parser("models", parents=[common], help="which backends and models would be used")
+
+    p = sub.add_parser("index", parents=[common], help="build or update the image index")
+    p.add_argument("folders", nargs="+", metavar="DIR")
+    p.add_argument("--index-dir", help="where the index lives (default: DIR/.xcomposer)")
+    p.add_argument("--docs-dir", help="Markdown folder whose alt text and captions describe images")
+    p.add_argument(
+        "--ocr", action="store_true", help="read text in screenshots (needs the ocr extra)"
+    )
+
+    p = sub.add_parser("search", parents=[common], help="find images for a query, with scores")
+    p.add_argument("query")
+    p.add_argument(
+        "--images", nargs="+", metavar="DIR", help="image folder(s); default: library.roots"
+    )
+    p.add_argument("-k", type=int, default=5, help="how many matches (default 5)")
+    p.add_argument("--index-dir", help="where the index lives")
+
+    p = sub.add_parser(
+        "materialize", parents=[common], help="replace a page's blocks by their expansion"
+    )
+    p.add_argument("page", help="the Markdown page (its mkdocs.yml is found above it)")
+    p.add_argument("--line", type=int, help="only the block starting at this line")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> EngineConfig:
+    cfg = load_config(args.config)
+    cfg = cfg.with_overrides(
+        backend=args.backend, model=args.model, mmproj=args.mmproj, base_url=args.base_url
+    )
+    updates: dict = {}
+    if args.cache_dir:
+        updates["cache_dir"] = str(Path(args.cache_dir).resolve())
+    lib_updates = {}
+    for key in ("index_dir", "docs_dir"):
+        value = getattr(args, key, None)
+        if value:
+            lib_updates[key] = str(Path(value).resolve())
+    if getattr(args, "ocr", False):
+        lib_updates["ocr"] = True
+    if lib_updates:
+        updates["library"] = cfg.library.model_copy(update=lib_updates)
+    return cfg.model_copy(update=updates) if updates else cfg
+
+
+class _ProgressPrinter:
+    """Progress on stderr: a line per finished step (a live line on a terminal)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, p: Progress) -> None:
+        if self.quiet:
+            return
+        if self.live:
+            end = "\n" if p.stage == "done" else ""
+            sys.stderr.write(f"\r\033[K{p}{end}")
+        elif p.done == p.total or p.stage == "done":
+            sys.stderr.write(f"{p}\n")
+        sys.stderr.flush()
+
+
+def _write_output(path: str | None, text: str) -> None:
+    if path is None:
+        sys.stdout.write(text)
+        return
+    from .cache import write_atomic
+
+    write_atomic(Path(path), text.encode("utf-8"))
+
+
+def _cmd_compose(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
+    if args.output and Path(args.output).is_dir():
+        raise InputError(
+            f"output {args.output} is a folder", "give a file name, e.g. -o article.md"
+        )
+    for folder in args.images or []:
+        if not Path(folder).is_dir():
+            raise InputError(
+                f"image folder {folder} does not exist", "check the path given to --images"
+            )
+    article = engine.compose(
+        args.instruction,
+        args.images,
+        n_images=args.n_images,
+        candidates=args.candidates,
+        language=args.language,
+        sections=args.sections,
+        words=args.words,
+        seed=args.seed,
+        progress=_ProgressPrinter(args.quiet),
+    )
+    if args.json:
+        _write_output(args.output, article.to_json() + "\n")
+        return
+    base = Path(args.output).resolve().parent if args.output else Path.cwd()
+
+    def url(fig) -> str:  # noqa: ANN001
+        return Path(os.path.relpath(fig.image, base)).as_posix()
+
+    _write_output(args.output, article.to_markdown(image_url=url))
+
+
+def _cmd_describe(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
+    text = engine.describe(
+        args.image, args.question, style=args.style, progress=_ProgressPrinter(args.quiet)
+    )
+    print(text)
+
+
+def _cmd_models(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
+    bad = 0
+    for name, roles, health in engine.models():
+        state = "ok" if health.ok else "NOT READY"
+        vision = "vision" if health.vision else "text only"
+        print(f"{name}: {health.backend} {health.model} [{state}, {vision}] roles: {roles}")
+        print(f"    {health.detail}")
+        bad += not health.ok
+    if bad:
+        raise SystemExit(1)
+
+
+def _cmd_index(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
+    for folder in args.folders:
+        if not Path(folder).is_dir():
+            raise InputError(f"image folder {folder} does not exist", "check the path")
+    from .library import Library
+
+    cfg = engine.config.library
+    index_dir = Path(cfg.index_dir) if cfg.index_dir else None
+    lib = Library.open(
+        [Path(f) for f in args.folders], cfg, index_dir=index_dir, cache=engine.cache
+    )
+    try:
+        report = lib.update(_ProgressPrinter(args.quiet))
+    finally:
+        lib.close()
+    print(report)
+
+
+def _cmd_search(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
+    from .library import Library
+
+    roots = args.images or engine.config.library.roots
+    if not roots:
+        raise InputError(
+            "no image library given", "pass --images DIR or set library.roots in the config"
+        )
+    for folder in roots:
+        if not Path(folder).is_dir():
+            raise InputError(
+                f"image folder {folder} does not exist", "check the path given to --images"
+            )
+    cfg = engine.config.library
+    index_dir = Path(cfg.index_dir) if cfg.index_dir else None
+    lib = Library.open([Path(f) for f in roots], cfg, index_dir=index_dir, cache=engine.cache)
+    try:
+        lib.update(_ProgressPrinter(True))
+        matches = lib.search(args.query, k=args.k)
+    finally:
+        lib.close()
+    for rank, m in enumerate(matches, 1):
+        print(f"{rank}. {m.score:.3f}  {m.path}")
+        print(f"      matched: {m.matched}")
+
+
+def _cmd_materialize(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
+    try:
+        from mkdocs_xcomposer.materialize import materialize_page
+    except ImportError:
+        raise InputError(
+            "materialize needs the MkDocs plugin", "pip install mkdocs-xcomposer"
+        ) from None
+    print(materialize_page(Path(args.page), line=args.line))
+
+
+COMMANDS = {
+    "compose": _cmd_compose,
+    "describe": _cmd_describe,
+    "models": _cmd_models,
+    "index": _cmd_index,
+    "search": _cmd_search,
+    "materialize": _cmd_materialize,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="xcomposer: %(message)s")
+    from .engine import Engine
+
+    engine = None
+    try:
+        engine = Engine(_config(args))
+        COMMANDS[args.command](args, engine)
+        if args.command in ("compose", "describe") and not args.quiet:
+            sys.stderr.write(f"xcomposer: {engine.stats.summary()}\n")
+    except XComposerError as err:
+        sys.stderr.write(f"xcomposer: error: {err}\n")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("xcomposer: interrupted\n")
+        return 130
+    finally:
+        if engine is not None:
+            engine.close()
+    return 0

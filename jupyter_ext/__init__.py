@@ -1,0 +1,1 @@
+"""Jupyter extension (to come)."""

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from .config import EngineConfig, load_config
@@ -251,7 +252,6 @@ COMMANDS = {
     "models": _cmd_models,
     "index": _cmd_index,
     "search": _cmd_search,
-    "materialize": _cmd_materialize,
 }
 
 
@@ -263,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine = None
     try:
         engine = Engine(_config(args))
-        COMMANDS[args.command](args, engine)
+        run = getattr(args, "run", None) or COMMANDS[args.command]
+        run(args, engine)
         if args.command in ("compose", "describe") and not args.quiet:
             sys.stderr.write(f"xcomposer: {engine.stats.summary()}\n")
     except XComposerError as err:

@@ -111,6 +111,10 @@ class Engine:
             self._fingerprints[name] = self.backend(role).fingerprint()
         return self._fingerprints[name]
 
+    def fingerprint(self, role: str = "write") -> dict[str, Any]:
+        """What identifies ``role``'s answers: backend, model file identity and recipe version."""
+        return {"backend": self._fingerprint(role), "recipe": self.recipe(role).key}
+
     def ask(self, role: str, request: GenerateRequest) -> Generation:
         """One model call through the cache (frozen mode: the cache or an error)."""
         key = {

@@ -86,11 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5, help="how many matches (default 5)")
     p.add_argument("--index-dir", help="where the index lives")
 
-    p = sub.add_parser(
-        "materialize", parents=[common], help="replace a page's blocks by their expansion"
-    )
-    p.add_argument("page", help="the Markdown page (its mkdocs.yml is found above it)")
-    p.add_argument("--line", type=int, help="only the block starting at this line")
+    # Adapters add their own commands (e.g. the MkDocs plugin's `materialize`) through the
+    # `xcomposer.commands` entry point group: `add_command(subparsers, common_parser)`,
+    # which sets `run=callable(args, engine)` on its parser.  The engine never imports them.
+    for ep in entry_points(group="xcomposer.commands"):
+        try:
+            ep.load()(sub, common)
+        except Exception as err:  # noqa: BLE001 - a broken adapter must not break the CLI
+            logging.getLogger("xcomposer").warning("command %s unavailable: %s", ep.name, err)
     return parser
 
 
@@ -234,16 +237,6 @@ def _cmd_search(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
     for rank, m in enumerate(matches, 1):
         print(f"{rank}. {m.score:.3f}  {m.path}")
         print(f"      matched: {m.matched}")
-
-
-def _cmd_materialize(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
-    try:
-        from mkdocs_xcomposer.materialize import materialize_page
-    except ImportError:
-        raise InputError(
-            "materialize needs the MkDocs plugin", "pip install mkdocs-xcomposer"
-        ) from None
-    print(materialize_page(Path(args.page), line=args.line))
 
 
 COMMANDS = {

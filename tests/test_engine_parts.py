@@ -1,0 +1,139 @@
+"""Config, recipes, cache and Article: the engine's plain parts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from xcomposer import (
+    Article,
+    ConfigError,
+    EngineConfig,
+    Figure,
+    Paragraph,
+    ResultCache,
+    load_config,
+)
+from xcomposer.recipes import detect_language, load_recipe
+
+
+def test_import_is_light() -> None:
+    """`import xcomposer` must not pull heavy runtimes (a frozen build needs none)."""
+    import subprocess
+
+    code = (
+        "import sys, xcomposer; "
+        "heavy = [m for m in ('torch','transformers','llama_cpp','sentence_transformers','onnxruntime','mkdocs','jupyter_server') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_config_defaults_are_the_embedded_setup() -> None:
+    cfg = EngineConfig()
+    assert cfg.backend.backend == "llamacpp" and cfg.backend.model is None
+    assert cfg.library.embeddings == "minilm"
+
+
+def test_config_file_resolves_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "xcomposer.toml").write_text(
+        '[backend]\nn_ctx = 2048\n[library]\nroots = ["pics"]\n[backends.big]\nbackend = "openai"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n[roles]\nwrite = "big"\n'
+    )
+    cfg = load_config(search_dir=tmp_path)
+    assert cfg.backend.n_ctx == 2048
+    assert cfg.library.roots == [str((tmp_path / "pics").resolve())]
+    assert cfg.backend_for("write")[0] == "big"
+    assert cfg.backend_for("describe")[0] == "main"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[backend]\nn_ctxx = 1\n", "unknown option 'backend.n_ctxx'"),
+        ("[backend]\nbackend = 'gpt'\n", "bad value for 'backend.backend'"),
+        ("[backend\n", "is not valid TOML"),
+        ("[roles]\nwrite = 'nope'\n", None),
+    ],
+)
+def test_config_errors_are_one_line(tmp_path: Path, text: str, message: str | None) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    if message is None:
+        cfg = load_config(path)
+        with pytest.raises(ConfigError, match="roles.write names backend 'nope'"):
+            cfg.backend_for("write")
+        return
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_recipes_are_versioned_data() -> None:
+    chat, completion, xc = (load_recipe(n) for n in ("chat", "completion", "xcomposer2"))
+    assert chat.style == "chat" and completion.style == "raw" and xc.style == "raw"
+    assert len({chat.key, completion.key, xc.key}) == 3
+    # xcomposer2 keeps its turn markers and image placeholder
+    req = xc.build("describe_caption", "en", images=(_ref(),))
+    assert "[UNUSED_TOKEN_146]user" in req.prompt and "<ImageHere>" in req.prompt
+    assert req.images == (_ref(),)
+    # chat puts images as content parts, in order
+    req = chat.build("describe_caption", "en", images=(_ref(),))
+    assert req.messages[1].images == (_ref(),)
+    # Chinese texts exist for every English task of the chat recipe
+    assert set(chat.texts["en"]) <= set(chat.texts["zh"])
+
+
+def _ref():
+    from xcomposer.backends.base import ImageRef
+
+    return ImageRef(Path("/x.png"), "abc")
+
+
+def test_language_detection() -> None:
+    assert detect_language("Write a short article about lighthouses") == "en"
+    assert detect_language("写一篇关于灯塔的短文") == "zh"
+
+
+def test_cache_round_trip_and_corrupt_entry(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cache = ResultCache(tmp_path)
+    key = {"prompt": "hi", "images": ["abc"]}
+    assert cache.get(key) is None
+    cache.put(key, {"text": "hello"})
+    assert cache.get(key) == {"text": "hello"}
+    # corrupt the entry: ignored, reported once, recomputable
+    (entry,) = list(tmp_path.rglob("*.json"))
+    entry.write_text("{not json")
+    assert cache.get(key) is None and cache.get(key) is None
+    assert sum("corrupt" in r.message for r in caplog.records) == 1
+    cache.put(key, {"text": "again"})
+    assert cache.get(key) == {"text": "again"}
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_article_json_round_trip_and_markdown_escaping() -> None:
+    article = Article(
+        title="Lighthouses",
+        paragraphs=[Paragraph("History", "heading"), Paragraph("Towers guide ships.")],
+        figures=[Figure(after=1, image="/imgs/a b.png", caption="A <b>tower</b> *at* dusk",
+                        alt="Tower [red]", score=0.5, sha256="x")],
+    )
+    again = Article.from_json(article.to_json())
+    assert again == article
+    md = article.to_markdown()
+    assert md.startswith("# Lighthouses\n\n## History\n\nTowers guide ships.")
+    assert "![Tower \\[red\\]](/imgs/a%20b.png)" in md
+    assert "&lt;b&gt;tower&lt;/b&gt; \\*at\\* dusk" in md
+    html = article.to_markdown(figure_html=True)
+    assert '<img src="/imgs/a b.png" alt="Tower [red]" loading="lazy">' in html
+    assert json.loads(article.to_json())["format"] == 1

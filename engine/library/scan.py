@@ -1,0 +1,159 @@
+"""Walking image roots safely: no symlink loops, no escaping the root, no stopping on errors.
+
+:func:`scan_root` yields every image file under a root (by suffix) together with
+the folder listing it sits in (so description sources can be looked up without
+more system calls), and every problem as a :class:`Skip` with a reason.  Nothing
+here decodes images: that is :func:`xcomposer.images.open_image`'s job.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..images import IMAGE_SUFFIXES
+
+#: Files we know are images but cannot decode: skipped with this reason instead of ignored.
+UNSUPPORTED_SUFFIXES = {
+    ".svg": "SVG is a vector format the library cannot read; export a PNG beside it",
+    ".svgz": "SVG is a vector format the library cannot read; export a PNG beside it",
+    ".heic": "HEIC images are not supported; convert it to JPEG or WebP",
+    ".heif": "HEIF images are not supported; convert it to JPEG or WebP",
+}
+
+#: Files that describe images (never counted as ignored).
+SIDECAR_SUFFIXES = {".txt", ".md", ".markdown"}
+FOLDER_CAPTION_FILES = ("captions.yml", "captions.yaml", "captions.json")
+
+
+@dataclass(frozen=True)
+class Found:
+    """An image file to index."""
+
+    path: Path
+    """The path as found under the root (symlinks inside the root are kept, not resolved)."""
+    relpath: str
+    """Relative to the root, ``/``-separated."""
+    size: int
+    mtime_ns: int
+    folder_files: frozenset[str]
+    """Names in the image's folder (to find sidecars without more system calls)."""
+
+
+@dataclass(frozen=True)
+class Skip:
+    path: Path
+    reason: str
+
+
+@dataclass
+class ScanCounts:
+    ignored: int = 0
+
+
+def _is_inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _resolve_link(path: str) -> str:
+    """The real path behind a symlink; raises OSError(ELOOP) on a loop, FileNotFoundError if dangling."""
+    real = os.path.realpath(path, strict=True)
+    return real
+
+
+def scan_root(
+    root: Path,
+    *,
+    follow_symlinks_out: bool = False,
+    skip_dirs: frozenset[Path] = frozenset(),
+    counts: ScanCounts | None = None,
+) -> Iterator[Found | Skip]:
+    """Yield the images (and the problems) under ``root``, folders in sorted order.
+
+    Hidden files and folders (``.git``, ``.xcomposer``) are not entered.  A symlink
+    is followed when it stays inside the root (or ``follow_symlinks_out`` is set);
+    a folder reached twice (a symlink cycle) is skipped as a loop.
+    """
+    counts = counts if counts is not None else ScanCounts()
+    root_real = os.path.realpath(root)
+    skip_real = {os.path.realpath(d) for d in skip_dirs}
+    visited: set[tuple[int, int]] = set()
+    try:
+        st = os.stat(root_real)
+        visited.add((st.st_dev, st.st_ino))
+    except OSError as err:
+        yield Skip(Path(root), f"cannot read the folder ({err.strerror})")
+        return
+    stack: list[tuple[str, str]] = [(str(root), "")]  # (path as walked, relpath prefix)
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            yield Skip(Path(folder), f"cannot list the folder ({err.strerror})")
+            continue
+        names = frozenset(e.name for e in entries)
+        subfolders: list[tuple[str, str]] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = f"{prefix}{entry.name}"
+            path = entry.path
+            try:
+                is_link = entry.is_symlink()
+            except OSError:
+                is_link = False
+            if is_link:
+                try:
+                    real = _resolve_link(path)
+                except OSError as err:
+                    if err.errno == errno.ELOOP:
+                        yield Skip(Path(path), "symlink loop; remove or fix the link")
+                    elif isinstance(err, FileNotFoundError):
+                        yield Skip(Path(path), "broken symlink (its target does not exist)")
+                    else:
+                        yield Skip(Path(path), f"cannot follow the symlink ({err.strerror})")
+                    continue
+                except RuntimeError:  # pragma: no cover - older Pythons raise this on loops
+                    yield Skip(Path(path), "symlink loop; remove or fix the link")
+                    continue
+                if not follow_symlinks_out and not _is_inside(real, root_real):
+                    yield Skip(
+                        Path(path),
+                        f"symlink leads outside the image folder (to {real}); not followed "
+                        "unless library.follow_symlinks_out is set",
+                    )
+                    continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    yield Skip(Path(path), "symlink loop; remove or fix the link")
+                else:
+                    yield Skip(Path(path), f"cannot read the file ({err.strerror})")
+                continue
+            if entry.is_dir(follow_symlinks=True):
+                key = (st.st_dev, st.st_ino)
+                if key in visited:
+                    yield Skip(
+                        Path(path), "symlink loop (this folder was already reached); not followed"
+                    )
+                    continue
+                if os.path.realpath(path) in skip_real:
+                    continue
+                visited.add(key)
+                subfolders.append((path, f"{rel}/"))
+                continue
+            suffix = os.path.splitext(entry.name)[1].lower()
+            if suffix in IMAGE_SUFFIXES:
+                yield Found(Path(path), rel, st.st_size, st.st_mtime_ns, names)
+            elif suffix in UNSUPPORTED_SUFFIXES:
+                yield Skip(Path(path), UNSUPPORTED_SUFFIXES[suffix])
+            elif suffix not in SIDECAR_SUFFIXES and entry.name not in FOLDER_CAPTION_FILES:
+                counts.ignored += 1
+        # Depth first, in name order: pushing reversed keeps the output sorted.
+        stack.extend(reversed(subfolders))

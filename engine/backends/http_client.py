@@ -74,6 +74,18 @@ class HTTPStatusError(BackendError):
         self.status = status
         self.server_message = message
 
+    @property
+    def rejected_request(self) -> bool:
+        """The server refused the request itself (repeating it will not help).
+
+        llama-cpp-python's server answers 500 to a body that fails its validation.
+        """
+        return _rejects_request(self.status, self.server_message)
+
+
+def _rejects_request(status: int, message: str) -> bool:
+    return status in (400, 422) or (status == 500 and "validation error" in message.lower())
+
 
 class _Retry(Exception):
     """An attempt that failed in a way worth retrying; ``error`` is raised if none are left."""
@@ -277,7 +289,7 @@ class HttpClient:
             body = b""
         self._release(conn, resp)
         message = server_message(body)
-        if status == 429 or status >= 500:
+        if status == 429 or (status >= 500 and not _rejects_request(status, message)):
             raise _Retry(
                 HTTPStatusError(
                     f"{url} answered {status}: {message}",

@@ -107,7 +107,7 @@ class OpenAIBackend(Backend):
                 return self._post(path, payload, on_text)
             generation = self._constrained(path, kind, payload, request)
         except HTTPStatusError as err:
-            if err.status not in (400, 422) or not request.all_images:
+            if not err.rejected_request or not request.all_images:
                 raise
             raise BackendError(
                 f"{err.what} (the served model may not accept images)",
@@ -222,7 +222,7 @@ class OpenAIBackend(Backend):
                 rejected = next(
                     (k for k in OPTIONAL_EXTRAS if k in payload and k in err.server_message), None
                 )
-                if err.status not in (400, 422) or rejected is None:
+                if not err.rejected_request or rejected is None:
                     raise
                 log.info("%s rejects '%s'; sending without it from now on", self.base_url, rejected)
                 self._dropped.add(rejected)
@@ -279,7 +279,7 @@ class OpenAIBackend(Backend):
             try:
                 generation = self._post(path, payload | fields)
             except HTTPStatusError as err:
-                if err.status not in (400, 422) or known:
+                if not err.rejected_request or known:
                     raise
                 problem = f"it rejected {dialect} ({err.server_message})"
                 log.info("%s%s: %s", self.base_url, path, problem)

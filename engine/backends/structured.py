@@ -34,13 +34,17 @@ def constraint_fields(dialect: str, request: GenerateRequest) -> dict[str, Any]:
             "required": ["answer"],
             "additionalProperties": False,
         }
+        # Room for the {"answer": ...} wrapper: a budget sized for the bare choice would cut
+        # the JSON short.  The constraint ends the answer anyway.
+        wrapped = {"max_tokens": max(request.max_tokens, 24 + max(map(len, choices), default=0))}
     else:
         schema = request.json_schema or {}
+        wrapped = {}
     if dialect == "json_schema":
         spec = {"name": "answer", "schema": schema}
-        return {"response_format": {"type": "json_schema", "json_schema": spec}}
+        return {"response_format": {"type": "json_schema", "json_schema": spec}} | wrapped
     if dialect == "json_object":
-        return {"response_format": {"type": "json_object", "schema": schema}}
+        return {"response_format": {"type": "json_object", "schema": schema}} | wrapped
     if dialect == "guided":
         return {"guided_choice": choices} if choices is not None else {"guided_json": schema}
     if dialect == "grammar" and choices is not None:

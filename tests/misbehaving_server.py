@@ -48,13 +48,15 @@ class Recorded:
     """time.monotonic() at arrival."""
 
 
-def chat(text: str, prompt_tokens: int = 7, completion_tokens: int = 3, **kw: Any) -> Reply:
+def chat(
+    text: str, prompt_tokens: int = 7, completion_tokens: int = 3, finish: str = "stop", **kw: Any
+) -> Reply:
     body = {
         "id": "chatcmpl-1",
         "object": "chat.completion",
         "model": MODEL,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         ],
         "usage": {
             "prompt_tokens": prompt_tokens,

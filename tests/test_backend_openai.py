@@ -111,6 +111,13 @@ def test_chat_request_carries_messages_and_sampling_options(server):
     assert "authorization" not in sent.headers  # no api_key_env, no header
 
 
+def test_an_answer_cut_at_max_tokens_is_marked_truncated(server):
+    server.script(chat("The lighthouse stood on", finish="length"), chat("Done.", finish="stop"))
+    backend = backend_for(server)
+    assert backend.generate(ask(max_tokens=5)).truncated
+    assert not backend.generate(ask(max_tokens=5)).truncated
+
+
 def test_raw_prompt_goes_to_completions(server):
     server.script(completion(" Paris."))
     answer = backend_for(server).generate(GenerateRequest(prompt="The capital of France is"))
@@ -510,3 +517,24 @@ def test_missing_base_url_or_model_is_a_config_error():
         OpenAIBackend(BackendConfig(backend="openai", base_url="http://127.0.0.1:1/v1"))
     with pytest.raises(ConfigError, match="not an http"):
         OpenAIBackend(BackendConfig(backend="openai", base_url="ftp://host/v1", model=MODEL))
+
+
+def test_the_key_never_reaches_the_result_cache(server, monkeypatch, tmp_path):
+    from xcomposer import Engine, config_from_dict
+
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    backend = {"backend": "openai", "base_url": server.base_url, "model": MODEL}
+    config = config_from_dict(
+        {"backend": backend | {"api_key_env": KEY_ENV}, "cache_dir": str(tmp_path / "cache")}
+    )
+    engine = Engine(config)
+    server.script(chat("A lighthouse guards the coast."))
+    first = engine.ask("write", ask("Write one sentence about lighthouses."))
+    again = engine.ask("write", ask("Write one sentence about lighthouses."))
+    assert (first.text, first.cached) == ("A lighthouse guards the coast.", False)
+    assert (again.text, again.cached) == (first.text, True)  # a cache entry exists
+    entries = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert entries
+    for entry in entries:
+        content = entry.read_text(encoding="utf-8")
+        assert SECRET not in content and KEY_ENV not in content

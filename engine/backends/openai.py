@@ -233,6 +233,7 @@ class OpenAIBackend(Backend):
     ) -> Generation:
         pieces: list[str] = []
         usage: dict = {}
+        finish: list[str] = []
 
         def on_event(event: dict) -> None:
             if not isinstance(event, dict):
@@ -245,6 +246,8 @@ class OpenAIBackend(Backend):
                 )
             usage.update(event.get("usage") or {})
             for choice in event.get("choices") or []:
+                if choice.get("finish_reason"):
+                    finish.append(choice["finish_reason"])
                 delta = choice.get("delta") or {}
                 piece = delta.get("content") if path == CHAT else choice.get("text")
                 if isinstance(piece, str) and piece:
@@ -263,6 +266,7 @@ class OpenAIBackend(Backend):
             evaluated_prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             seconds=time.perf_counter() - started,
+            truncated=finish[-1:] == ["length"],
         )
 
     # -- structured output --------------------------------------------------
@@ -362,4 +366,5 @@ def _generation(url: str, answer: Any, started: float) -> Generation:
         evaluated_prompt_tokens=max(0, prompt_tokens - cached),
         completion_tokens=int(usage.get("completion_tokens") or 0),
         seconds=time.perf_counter() - started,
+        truncated=choice.get("finish_reason") == "length",
     )

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 LETTERS = "ABCDEFGHIJ"
 MAX_AUTO_IMAGES = 4
+# A heading: starts with a capital or a CJK ideograph, one line, no JSON/Markdown punctuation.
+HEADING_PATTERN = r"^[A-Z\u4e00-\u9fff][^\n\r\"\[\]{}:#*]{2,50}$"
 
 
 class ModelCaller(Protocol):
@@ -91,6 +93,7 @@ class Composer:
         json_schema: dict | None = None,
         stop: tuple[str, ...] = (),
         creative: bool = False,
+        repeat_penalty: float | None = None,
         **fields: object,
     ) -> Generation:
         recipe = self.caller.recipe(role)
@@ -106,7 +109,7 @@ class Composer:
             # Structured answers are greedy; prose samples with the configured settings.
             temperature=gen.temperature if creative else 0.0,
             top_p=gen.top_p if creative else 1.0,
-            repeat_penalty=gen.repeat_penalty if creative else 1.0,
+            repeat_penalty=repeat_penalty or (gen.repeat_penalty if creative else 1.0),
         )
         return self.caller.ask(role, request)
 
@@ -122,7 +125,7 @@ class Composer:
         self._report("outline", 0, 1)
         schema = {
             "type": "array",
-            "items": {"type": "string", "minLength": 3, "maxLength": 70},
+            "items": {"type": "string", "pattern": HEADING_PATTERN},
             "minItems": opts.sections,
             "maxItems": opts.sections,
         }
@@ -132,7 +135,9 @@ class Composer:
             instruction=instruction,
             sections=opts.sections,
             json_schema=schema,
-            max_tokens=40 * opts.sections,
+            max_tokens=30 * opts.sections,
+            creative=True,
+            repeat_penalty=1.1,
             **lang_field,
         )
         headings = _headings_from_json(answer.text)
@@ -175,15 +180,14 @@ class Composer:
                 creative=True,
                 **lang_field,
             )
-            truncated = answer.completion_tokens >= self.caller.generation.section_tokens
-            blocks = prose(answer.text, truncated)
+            blocks = prose(answer.text, answer.truncated)
             paragraphs.append(Paragraph(heading, "heading"))
             paragraphs.extend(Paragraph(b) for b in blocks)
             tail = last_words(blocks[-1]) if blocks else tail
             self._report("write", i + 1, len(headings), answer)
         provenance = {"outline": "model"}
         if dropped > 0:
-            provenance["outline"] = f"model ({dropped} empty heading(s) dropped)"
+            provenance["outline"] = f"model ({dropped} empty or repeated heading(s) dropped)"
         return Article(
             title=title,
             paragraphs=paragraphs,
@@ -360,7 +364,7 @@ def _context(article: Article, until: int) -> str:
 
 
 def _headings_from_json(text: str) -> list[str]:
-    """Headings from the constrained outline answer, cleaned; blank ones dropped."""
+    """Headings from the constrained outline answer, cleaned; blank and repeated ones dropped."""
     try:
         items = json.loads(text)
     except ValueError:
@@ -368,8 +372,12 @@ def _headings_from_json(text: str) -> list[str]:
             "the model's outline was not the JSON it was constrained to",
             "this backend ignores constraints; pick another backend or model",
         ) from None
-    headings = [one_line(str(h), 10) for h in items if isinstance(h, str)]
-    return [h for h in headings if len(h) >= 2]
+    headings: list[str] = []
+    for item in items if isinstance(items, list) else []:
+        heading = one_line(str(item), 10)
+        if len(heading) >= 2 and heading.casefold() not in {h.casefold() for h in headings}:
+            headings.append(heading)
+    return headings
 
 
 def split_paragraphs(text: str) -> list[Paragraph]:

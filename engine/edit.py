@@ -59,7 +59,7 @@ def rewrite_paragraph(
         max_tokens=budget,
         creative=True,
     )
-    blocks = prose(answer.text, answer.completion_tokens >= budget)
+    blocks = prose(answer.text, answer.truncated)
     if not blocks:
         raise InputError(
             f"the model returned no text for paragraph {index}", "try again with another seed"
@@ -90,7 +90,7 @@ def insert_paragraph(composer: Composer, article: Article, after: int, topic: st
         max_tokens=budget,
         creative=True,
     )
-    blocks = prose(answer.text, answer.completion_tokens >= budget)
+    blocks = prose(answer.text, answer.truncated)
     if not blocks:
         raise InputError(
             "the model returned no text for the new paragraph", "try again with another seed"

@@ -126,7 +126,10 @@ class Engine:
         hit = self.cache.get(key)
         if hit is not None:
             answer = Generation(
-                text=hit["text"], completion_tokens=hit.get("completion_tokens", 0), cached=True
+                text=hit["text"],
+                completion_tokens=hit.get("completion_tokens", 0),
+                truncated=hit.get("truncated", False),
+                cached=True,
             )
         elif self.config.frozen:
             raise CacheMissError(
@@ -137,7 +140,12 @@ class Engine:
             answer = self.backend(role).generate(request)
             _check_constrained(request, answer)
             self.cache.put(
-                key, {"text": answer.text, "completion_tokens": answer.completion_tokens}
+                key,
+                {
+                    "text": answer.text,
+                    "completion_tokens": answer.completion_tokens,
+                    "truncated": answer.truncated,
+                },
             )
         self.stats.add(answer)
         return answer
@@ -193,17 +201,29 @@ class Engine:
                     describe_image=describe,
                 )
                 lib.update(progress)
+                if len(lib) == 0:
+                    lib.close()
+                    raise InputError(
+                        f"image folder {', '.join(key)} has no usable images",
+                        "add PNG, JPEG, WebP or GIF files (`xcomposer index DIR` lists skipped ones)",
+                    )
                 self._libraries[key] = lib
             return self._libraries[key]
 
     def _library_captioner(self) -> Any:
+        """With a vision model, the library asks it for a caption of each image (cached by hash)."""
         try:
             vision = self.has_vision("describe")
         except XComposerError:
             vision = False
         if not vision:
             return None
-        return lambda path: self.describe(path, style="caption")
+
+        def caption(path: Path) -> str:
+            return self.describe(path, style="caption")
+
+        caption.fingerprint = lambda: self.fingerprint("describe")  # type: ignore[attr-defined]
+        return caption
 
     # -- composing ------------------------------------------------------------------
     def _composer(self, options: ComposeOptions, text: str, progress: ProgressCallback) -> Composer:

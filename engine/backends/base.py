@@ -101,6 +101,8 @@ class Generation:
     seconds: float = 0.0
     """Generation time (prompt evaluation excluded where the backend can tell)."""
     cached: bool = False
+    truncated: bool = False
+    """The answer stopped at ``max_tokens`` rather than where the model ended it."""
 
     @property
     def tokens_per_s(self) -> float | None:

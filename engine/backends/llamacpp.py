@@ -169,6 +169,7 @@ class LlamaCppBackend(Backend):
             evaluated_prompt_tokens=int(perf.n_p_eval),
             completion_tokens=int(perf.n_eval),
             seconds=gen_seconds,
+            truncated=usage.get("finish_reason") == "length",
         )
 
     def health(self) -> Health:
@@ -213,15 +214,19 @@ def _collect(result: Any, on_text: TextCallback | None, chat: bool) -> tuple[str
     if on_text is None:
         choice = result["choices"][0]
         text = (choice["message"]["content"] if chat else choice["text"]) or ""
-        return text, result.get("usage") or {}
+        usage = dict(result.get("usage") or {})
+        usage["finish_reason"] = choice.get("finish_reason")
+        return text, usage
     pieces = []
+    finish = None
     for chunk in result:
         choice = chunk["choices"][0]
+        finish = choice.get("finish_reason") or finish
         piece = (choice.get("delta", {}).get("content") if chat else choice.get("text")) or ""
         if piece:
             pieces.append(piece)
             on_text(piece)
-    return "".join(pieces), {}
+    return "".join(pieces), {"finish_reason": finish}
 
 
 def _check_gguf(path: Path, what: str) -> None:

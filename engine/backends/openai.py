@@ -6,9 +6,10 @@ Rules this backend follows:
   it is never kept on the object, put in the fingerprint, logged or quoted in an
   error.  Sending it over plain http to a host other than this machine is refused
   unless ``allow_insecure_remote`` is set.
-* Vision: the backend reports ``has_vision = True`` and lets the server decide.  A
-  text-only model rejects image parts with a 4xx, which becomes a BackendError
-  saying so.  Route the ``select`` and ``describe`` roles elsewhere in that case.
+* Vision: a server does not say whether its model takes images, so the config does:
+  ``vision = false`` marks a text-only model; unset, the backend assumes it does.  A
+  text-only model that is sent images anyway answers with an error, which becomes a
+  BackendError saying so.
 * Images go as ``data:`` URIs in ``image_url`` content parts, downscaled to
   ``image_max_side`` first; a text-only message goes as a plain string.
 * ``choices`` and ``json_schema`` are constrained with the first structured-output
@@ -94,7 +95,7 @@ class OpenAIBackend(Backend):
 
     @property
     def has_vision(self) -> bool:
-        return True
+        return getattr(self.config, "vision", None) is not False
 
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": "openai", "base_url": self.base_url, "model": self.model}
@@ -107,11 +108,11 @@ class OpenAIBackend(Backend):
                 return self._post(path, payload, on_text)
             generation = self._constrained(path, kind, payload, request)
         except HTTPStatusError as err:
-            if not err.rejected_request or not request.all_images:
+            if not request.all_images or not (err.rejected_request or err.status == 500):
                 raise
             raise BackendError(
                 f"{err.what} (the served model may not accept images)",
-                "serve a vision model, or route the select and describe roles to another backend",
+                "serve a vision model, or set vision = false for this backend",
             ) from None
         if on_text is not None:
             on_text(generation.text)

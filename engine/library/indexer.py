@@ -319,7 +319,11 @@ class Indexer:
                 out.append(("ocr", text))
         if self.describe_image is not None:
             kind = f"vision:{self.describer_id}"
-            text = self._remembered(sha, kind, lambda: self.describe_image(path))
+            try:
+                text = self._remembered(sha, kind, lambda: self.describe_image(path))
+            except XComposerError as err:  # the next run tries again
+                report.warnings.append(f"no vision caption for {path}: {err}")
+                text = self.store.any_vision_caption(sha)
         else:
             text = self.store.any_vision_caption(sha)
         if text:

@@ -213,13 +213,16 @@ class Library:
                 lookup.setdefault(sha, []).append(i)
                 lookup.setdefault(str(self._abs_path(key, rel)), []).append(i)
             self._lookup = lookup
-        rows: list[int] = []
+        rows: set[int] = set()
         for item in items:
             text = str(item)
-            if not _SHA256.fullmatch(text):
-                text = str(Path(text).expanduser().resolve())
-            rows.extend(self._lookup.get(text, []))
-        return rows
+            if _SHA256.fullmatch(text):
+                rows.update(self._lookup.get(text, []))
+                continue
+            path = Path(text).expanduser()
+            for candidate in {os.path.abspath(path), str(path.resolve())}:
+                rows.update(self._lookup.get(candidate, []))
+        return sorted(rows)
 
     def _raise_empty(self) -> None:
         folders = ", ".join(str(r) for r in self._roots)

@@ -102,6 +102,8 @@ class IndexReport:
     """Images whose text embeddings were computed in this run."""
     pending: int = 0
     """Images still waiting for their embeddings (``update(embed=False)``)."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems that did not cost an image (a vision caption that failed, for example)."""
     seconds: float = 0.0
     index_path: Path | None = None
 
@@ -133,4 +135,5 @@ class IndexReport:
             lines.append(f"index: {self.index_path}")
         for path, reason in self.skipped:
             lines.append(f"skipped {path}: {reason}")
+        lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)

@@ -189,7 +189,7 @@ def test_a_text_only_server_rejecting_images_gets_a_vision_hint(server):
     with pytest.raises(BackendError, match="may not accept images") as info:
         backend_for(server).generate(request)
     assert "does not support image input" in str(info.value)
-    assert "route the select and describe roles" in str(info.value)
+    assert "vision = false" in str(info.value)
 
 
 # -- retries, timeouts, errors -------------------------------------------------
@@ -538,3 +538,14 @@ def test_the_key_never_reaches_the_result_cache(server, monkeypatch, tmp_path):
     for entry in entries:
         content = entry.read_text(encoding="utf-8")
         assert SECRET not in content and KEY_ENV not in content
+
+
+def test_vision_is_assumed_unless_the_config_says_otherwise(server):
+    assert backend_for(server).has_vision
+
+
+@pytest.mark.skipif(
+    "vision" not in BackendConfig.model_fields, reason="BackendConfig has no 'vision' field yet"
+)
+def test_vision_false_marks_a_text_only_model(server):
+    assert not backend_for(server, vision=False).has_vision

@@ -536,8 +536,9 @@ class _HFCall(_Call):
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if request.repeat_penalty != 1.0:
             kwargs["repetition_penalty"] = request.repeat_penalty
+        prompt_length = self.inputs["input_ids"].shape[1]
         if request.stop:
-            kwargs.update(stop_strings=list(request.stop), tokenizer=self.tokenizer)
+            kwargs["stopping_criteria"] = _stop_on_text(self.tokenizer, request.stop, prompt_length)
         eos = _eos_ids(self.model, self.tokenizer)
         pad = getattr(self.model.generation_config, "pad_token_id", None)
         if pad is None:
@@ -547,7 +548,6 @@ class _HFCall(_Call):
             return self.model.generate(**self.inputs, **kwargs, streamer=streamer)
 
         output = _stream(run, self.tokenizer, on_text)
-        prompt_length = self.inputs["input_ids"].shape[1]
         new = output[0, prompt_length:].tolist()
         while new and new[-1] == kwargs.get("pad_token_id", pad):
             new.pop()
@@ -734,8 +734,11 @@ class _CacheContext(_Context):
         with torch.no_grad():
             out = model(**inputs, use_cache=not sliding)
         self.last = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        cache = getattr(out, "past_key_values", None)
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         self.cache = cache if hasattr(cache, "crop") and not sliding else None
+        # transformers 5.2x renamed forward's ``past_key_values`` to ``cache``.
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def logprobs(self, ids: list[int]) -> Any:
         import torch
@@ -749,13 +752,9 @@ class _CacheContext(_Context):
                 try:
                     mask = torch.ones((1, self.prompt_length + len(ids)), device=device)
                     mask = mask.to(self.inputs.get("attention_mask", mask).dtype)
-                    out = self.model(
-                        input_ids=new,
-                        past_key_values=self.cache,
-                        attention_mask=mask,
-                        use_cache=True,
-                    )
-                    self.cache.crop(self.prompt_length)
+                    cached = {self.cache_arg: self.cache}
+                    out = self.model(input_ids=new, attention_mask=mask, use_cache=True, **cached)
+                    self.cache.crop(-len(ids))  # drop them again: negative works in 4.x and 5.x
                     rows = torch.log_softmax(out.logits[0].float(), dim=-1)
                     return torch.cat([self.last[None], rows])
                 except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
@@ -926,7 +925,10 @@ class _JsonWriter:
             else:
                 if count >= low:
                     opener = sep + _opener(items)
-                    if self.budget <= 0 or self.pick(["]", opener]) == "]":
+                    if self.budget <= 0:  # out of tokens: close the array here
+                        self.text += "]"
+                        return
+                    if self.pick(["]", opener]) == "]":
                         return
                     self.text = self.text[: -len(opener)] + sep
                 else:
@@ -1027,6 +1029,28 @@ def _stream(run: Callable[[Any], Any], tokenizer: Any, on_text: TextCallback | N
     if "error" in result:
         raise result["error"]
     return result["value"]
+
+
+def _stop_on_text(tokenizer: Any, stops: tuple[str, ...], prompt_length: int) -> Any:
+    """Stop when the decoded answer contains a stop string (works with any tokenizer)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    window = 8 + 4 * max(len(s) for s in stops)
+
+    class StopOnText(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            start = max(prompt_length, input_ids.shape[1] - window)
+            done = [
+                any(
+                    s and s in tokenizer.decode(row[start:], skip_special_tokens=True)
+                    for s in stops
+                )
+                for row in input_ids
+            ]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopOnText()])
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -68,7 +68,12 @@ def open_image(
             img.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"image {path} declares more pixels than Pillow will decode (a decompression bomb?)",
+            "shrink it or remove it",
+        ) from None
+    except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image Pillow can read", fix) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"image {path} is truncated or corrupt ({err})", fix) from None

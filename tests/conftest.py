@@ -45,5 +45,7 @@ def captioned_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     draw_lighthouse(folder / "lighthouse_day.png")
     (folder / "lighthouse_day.txt").write_text("A white lighthouse with red stripes by the sea\n")
     draw_lighthouse(folder / "lighthouse_night.png", night=True)
-    (folder / "lighthouse_night.txt").write_text("A lighthouse beam sweeping over the sea at night\n")
+    (folder / "lighthouse_night.txt").write_text(
+        "A lighthouse beam sweeping over the sea at night\n"
+    )
     return folder

@@ -52,8 +52,13 @@ class ScriptedBackend(Backend):
     def generate(self, request: GenerateRequest, on_text: Any = None) -> Generation:
         self.requests.append(request)
         text = self.answer(request)
-        return Generation(text=text, prompt_tokens=10, evaluated_prompt_tokens=10,
-                          completion_tokens=len(text.split()), seconds=0.01)
+        return Generation(
+            text=text,
+            prompt_tokens=10,
+            evaluated_prompt_tokens=10,
+            completion_tokens=len(text.split()),
+            seconds=0.01,
+        )
 
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": self.name, "vision": self.vision}

@@ -20,7 +20,9 @@ from xcomposer.backends.base import GenerateRequest
 
 
 def make_engine(tmp_path: Path, backend: ScriptedBackend, **cfg) -> Engine:
-    return Engine(EngineConfig(cache_dir=str(tmp_path / "cache"), **cfg), backends={"main": backend})
+    return Engine(
+        EngineConfig(cache_dir=str(tmp_path / "cache"), **cfg), backends={"main": backend}
+    )
 
 
 def test_vision_model_chooses_the_letter(tmp_path: Path, captioned_images: Path) -> None:
@@ -51,14 +53,18 @@ def test_used_images_are_never_candidates_again(tmp_path: Path, captioned_images
         assert not earlier & {c.image for c in fig.candidates}
 
 
-def test_more_images_than_paragraphs_is_capped_and_recorded(tmp_path: Path, captioned_images: Path) -> None:
+def test_more_images_than_paragraphs_is_capped_and_recorded(
+    tmp_path: Path, captioned_images: Path
+) -> None:
     engine = make_engine(tmp_path, ScriptedBackend())
     art = engine.compose("Write about lighthouses", captioned_images, n_images=9, sections=2)
     assert len(art.figures) == 2
     assert "9 asked, 2 placed" in art.provenance["image_count"]
 
 
-def test_a_backend_that_breaks_its_constraint_is_an_error(tmp_path: Path, captioned_images: Path) -> None:
+def test_a_backend_that_breaks_its_constraint_is_an_error(
+    tmp_path: Path, captioned_images: Path
+) -> None:
     def answer(req: GenerateRequest) -> str:
         return "paragraph seven, obviously" if req.choices else default_answer(req)
 
@@ -74,13 +80,17 @@ def test_frozen_mode_never_calls_a_model(tmp_path: Path, captioned_images: Path)
         engine.compose("Write about lighthouses", captioned_images, n_images=1, sections=2)
     assert backend.requests == []
     # fill the cache without frozen, then frozen answers everything
-    make_engine(tmp_path, ScriptedBackend()).compose("Write about lighthouses", captioned_images, n_images=1, sections=2)
+    make_engine(tmp_path, ScriptedBackend()).compose(
+        "Write about lighthouses", captioned_images, n_images=1, sections=2
+    )
     again = make_engine(tmp_path, backend, frozen=True)
     art = again.compose("Write about lighthouses", captioned_images, n_images=1, sections=2)
     assert len(art.figures) == 1 and backend.requests == []
 
 
-def test_output_language_is_the_instructions_unless_given(tmp_path: Path, captioned_images: Path) -> None:
+def test_output_language_is_the_instructions_unless_given(
+    tmp_path: Path, captioned_images: Path
+) -> None:
     backend = ScriptedBackend()
     engine = make_engine(tmp_path, backend)
     engine.compose("写一篇关于灯塔的短文", captioned_images, n_images=1, sections=2)
@@ -120,7 +130,9 @@ def test_edits(tmp_path: Path, captioned_images: Path) -> None:
 
     expanded = engine.expand_paragraph(art, text_ids[0])
     assert expanded.paragraphs[text_ids[0]].text.startswith("An expanded paragraph.")
-    assert art.paragraphs[text_ids[0]].text != expanded.paragraphs[text_ids[0]].text  # input unchanged
+    assert (
+        art.paragraphs[text_ids[0]].text != expanded.paragraphs[text_ids[0]].text
+    )  # input unchanged
 
     inserted = engine.insert_paragraph(art, 0, "the keeper's life")
     assert len(inserted.paragraphs) == len(art.paragraphs) + 1
@@ -169,7 +181,9 @@ def test_no_library_and_empty_library(tmp_path: Path) -> None:
         engine.compose("Write about lighthouses", empty)
 
 
-def test_describe_without_vision_says_how_to_configure_one(tmp_path: Path, captioned_images: Path) -> None:
+def test_describe_without_vision_says_how_to_configure_one(
+    tmp_path: Path, captioned_images: Path
+) -> None:
     engine = make_engine(tmp_path, ScriptedBackend())
     with pytest.raises(ModelError) as err:
         engine.describe(captioned_images / "cat.png")

@@ -27,14 +27,20 @@ def engine(cache_dir: Path) -> Engine:
 def article(engine: Engine, captioned_images: Path) -> Article:
     stages: list[str] = []
     art = engine.compose(
-        "Write a short article about lighthouses", captioned_images, n_images=2, sections=3,
-        words=50, progress=lambda p: stages.append(p.stage),
+        "Write a short article about lighthouses",
+        captioned_images,
+        n_images=2,
+        sections=3,
+        words=50,
+        progress=lambda p: stages.append(p.stage),
     )
     art.provenance["stages_seen"] = sorted(set(stages))
     return art
 
 
-def test_article_has_text_and_two_figures_from_the_library(article: Article, captioned_images: Path) -> None:
+def test_article_has_text_and_two_figures_from_the_library(
+    article: Article, captioned_images: Path
+) -> None:
     texts = [p for p in article.paragraphs if p.kind == "text"]
     headings = [p for p in article.paragraphs if p.kind == "heading"]
     assert article.title and len(headings) >= 1 and texts
@@ -63,11 +69,17 @@ def test_markdown_has_the_figures(article: Article) -> None:
         assert Path(fig.image).as_posix().replace(" ", "%20") in md
 
 
-def test_second_run_is_answered_by_the_cache(article: Article, cache_dir: Path, captioned_images: Path) -> None:
+def test_second_run_is_answered_by_the_cache(
+    article: Article, cache_dir: Path, captioned_images: Path
+) -> None:
     again = Engine(EngineConfig(cache_dir=str(cache_dir)))
     try:
         second = again.compose(
-            "Write a short article about lighthouses", captioned_images, n_images=2, sections=3, words=50
+            "Write a short article about lighthouses",
+            captioned_images,
+            n_images=2,
+            sections=3,
+            words=50,
         )
         assert again.stats.model_calls == 0 and again.stats.cache_hits > 5
         first = Article.from_dict(article.to_dict())
@@ -110,7 +122,9 @@ def test_rewrite_changes_one_paragraph(engine: Engine, article: Article) -> None
     assert new.figures == article.figures
 
 
-def test_chinese_instruction_gives_a_chinese_outline(engine: Engine, captioned_images: Path) -> None:
+def test_chinese_instruction_gives_a_chinese_outline(
+    engine: Engine, captioned_images: Path
+) -> None:
     art = engine.compose("写一篇关于灯塔的短文", captioned_images, n_images=1, sections=2, words=40)
     assert art.language == "zh"
     assert len(art.figures) == 1

@@ -105,7 +105,9 @@ def test_language_detection() -> None:
     assert detect_language("写一篇关于灯塔的短文") == "zh"
 
 
-def test_cache_round_trip_and_corrupt_entry(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_cache_round_trip_and_corrupt_entry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = ResultCache(tmp_path)
     key = {"prompt": "hi", "images": ["abc"]}
     assert cache.get(key) is None
@@ -125,8 +127,16 @@ def test_article_json_round_trip_and_markdown_escaping() -> None:
     article = Article(
         title="Lighthouses",
         paragraphs=[Paragraph("History", "heading"), Paragraph("Towers guide ships.")],
-        figures=[Figure(after=1, image="/imgs/a b.png", caption="A <b>tower</b> *at* dusk",
-                        alt="Tower [red]", score=0.5, sha256="x")],
+        figures=[
+            Figure(
+                after=1,
+                image="/imgs/a b.png",
+                caption="A <b>tower</b> *at* dusk",
+                alt="Tower [red]",
+                score=0.5,
+                sha256="x",
+            )
+        ],
     )
     again = Article.from_json(article.to_json())
     assert again == article

@@ -48,7 +48,12 @@ def test_choices_are_enforced_by_grammar(backend: LlamaCppBackend) -> None:
 
 
 def test_json_schema_is_enforced(backend: LlamaCppBackend) -> None:
-    schema = {"type": "array", "items": {"type": "string", "maxLength": 30}, "minItems": 3, "maxItems": 3}
+    schema = {
+        "type": "array",
+        "items": {"type": "string", "maxLength": 30},
+        "minItems": 3,
+        "maxItems": 3,
+    }
     answer = backend.generate(chat("List three fruits.", json_schema=schema, max_tokens=60))
     items = json.loads(answer.text)
     assert isinstance(items, list) and len(items) == 3 and all(isinstance(i, str) for i in items)
@@ -100,9 +105,13 @@ def test_corrupt_gguf(tmp_path: Path) -> None:
         b.generate(chat("hi", max_tokens=2))
 
 
-def test_images_without_projector_are_refused(backend: LlamaCppBackend, captioned_images: Path) -> None:
+def test_images_without_projector_are_refused(
+    backend: LlamaCppBackend, captioned_images: Path
+) -> None:
     from xcomposer.describe import image_ref
 
-    req = GenerateRequest(messages=(Message("user", (image_ref(captioned_images / "cat.png"), "What is this?")),))
+    req = GenerateRequest(
+        messages=(Message("user", (image_ref(captioned_images / "cat.png"), "What is this?")),)
+    )
     with pytest.raises(ModelError, match="no vision projector"):
         backend.generate(req)

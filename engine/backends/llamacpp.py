@@ -102,15 +102,20 @@ class LlamaCppBackend(Backend):
             kwargs["n_threads"] = cfg.n_threads
         if handler is not None:
             kwargs["chat_handler"] = handler
-        self._llm = _quietly(
+        llm = _quietly(
             lambda: Llama(**kwargs),
             ModelError(
                 f"model {model} could not be loaded by llama.cpp (corrupt or unsupported GGUF)",
                 "re-download the file or pick another model (--model)",
             ),
         )
-        if handler is not None:
-            _check_projector_width(self._llm, mmproj)
+        if mmproj is not None:
+            try:
+                _check_projector_width(llm, mmproj)
+            except ModelError:
+                llm.close()
+                raise
+        self._llm = llm
         return self._llm
 
     # -- generation ---------------------------------------------------------

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from fixtures.tiny_models import write_tiny_gguf
+from PIL import Image
 from xcomposer.backends.model_files import embedded_model_path
 
 XCOMPOSER = [sys.executable, "-m", "xcomposer"]

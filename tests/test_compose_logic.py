@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from scripted import ScriptedBackend, default_answer, request_text
 from xcomposer import (
     BackendError,

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from xcomposer import (
     Article,
     ConfigError,

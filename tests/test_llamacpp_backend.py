@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from xcomposer import BackendConfig, ModelError
 from xcomposer.backends.base import GenerateRequest, Message
 from xcomposer.backends.llamacpp import LlamaCppBackend

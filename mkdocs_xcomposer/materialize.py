@@ -1,0 +1,224 @@
+"""``xcomposer materialize PAGE.md [--line N]``: a block's cached expansion, written into its page.
+
+The block is replaced by what the site shows for it now (from the block cache:
+nothing is composed here), as plain Markdown the writer can take over: model text
+escaped as in the build, figures as Markdown images with an italic caption.  The
+original block is kept right above it in an HTML comment (``-->`` inside it is
+written ``--&gt;``), which the plugin ignores.  Library images from outside
+docs_dir are copied into ``docs_dir/assets/xcomposer/`` so the page keeps
+working without the block.  The page is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xcomposer import InputError, file_sha256, write_atomic
+
+if TYPE_CHECKING:
+    from .plugin import XComposerPlugin
+
+# The CLI imports this module to list its commands: MkDocs and the plugin are
+# imported only when `materialize` runs.
+CONFIG_NAMES = ("mkdocs.yml", "mkdocs.yaml")
+
+
+def add_command(subparsers: Any, common_parser: argparse.ArgumentParser) -> None:
+    """Registers ``materialize`` with the ``xcomposer`` CLI (entry point ``xcomposer.commands``)."""
+    p = subparsers.add_parser(
+        "materialize",
+        parents=[common_parser],
+        help="write a block's cached expansion into its page, in place of the block",
+        description=(
+            "Replace compose/illustrate/describe blocks of PAGE.md by their current "
+            "expansion from the MkDocs plugin's cache (run `mkdocs build` first); the "
+            "original block is kept in an HTML comment above the text."
+        ),
+    )
+    p.add_argument("page", metavar="PAGE.md", help="the Markdown page under docs_dir")
+    p.add_argument(
+        "--line", type=int, metavar="N", help="only the block whose header is on (or spans) line N"
+    )
+    p.add_argument(
+        "-f",
+        "--mkdocs-config",
+        metavar="FILE",
+        help="the site's mkdocs.yml (default: the nearest one above PAGE.md)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, engine: Any = None) -> None:
+    """The command: the engine settings come from mkdocs.yml, as in the build."""
+    page = Path(args.page).resolve()
+    config_file = Path(args.mkdocs_config).resolve() if args.mkdocs_config else find_config(page)
+    written = materialize(page, config_file, args.line)
+    if not getattr(args, "quiet", False):
+        for where in written:
+            print(f"materialized {where}")
+
+
+def find_config(page: Path) -> Path:
+    for folder in page.parents:
+        for name in CONFIG_NAMES:
+            if (folder / name).is_file():
+                return folder / name
+    raise InputError(
+        f"no mkdocs.yml found above {page}", "give the site's config with --mkdocs-config FILE"
+    )
+
+
+def materialize(page: Path, config_file: Path, line: int | None = None) -> list[str]:
+    """Replace the page's blocks (or the one at ``line``); returns their ``page.md:LINE``."""
+    from .blocks import BlockError, find_blocks
+    from .plugin import _has_h1
+    from .spec import build_spec
+
+    if not page.is_file():
+        raise InputError(f"page {page} not found", "give the path of a Markdown page")
+    plugin, config = _load_plugin(config_file)
+    assert plugin.folders is not None and plugin.workshop is not None and plugin.engines
+    folders = plugin.folders
+    if not page.is_relative_to(folders.docs_dir):
+        raise InputError(
+            f"page {page} is not under the site's docs_dir {folders.docs_dir}",
+            "give a page of the site, or the right --mkdocs-config",
+        )
+    src_uri = page.relative_to(folders.docs_dir).as_posix()
+    text = page.read_text(encoding="utf-8")
+    try:
+        blocks = find_blocks(text, src_uri)
+    except BlockError as err:
+        raise InputError(str(err)) from None
+    if line is not None:
+        blocks = [b for b in blocks if b.line <= line <= b.end_line]
+        if not blocks:
+            raise InputError(
+                f"{src_uri}:{line}: no compose, illustrate or describe block there",
+                "give the line of a block's header (/// compose ...)",
+            )
+    if not blocks:
+        raise InputError(f"{src_uri} has no compose, illustrate or describe block", "nothing to do")
+
+    page_jobs = []
+    for block in blocks:
+        try:
+            spec = build_spec(block, folders, plugin.engines.backend_names)
+        except BlockError as err:
+            raise InputError(str(err)) from None
+        job = plugin.workshop.job_for(spec)
+        result = plugin.workshop.cached(job)
+        if result is None:
+            raise InputError(
+                f"{block.where}: this {block.kind} block has no cached expansion for its "
+                "current inputs",
+                f"build the site first (mkdocs build -f {config_file}), then materialize",
+            )
+        page_jobs.append((block, spec, result))
+    has_h1 = _has_h1(text, [(b, None) for b, _, _ in page_jobs])
+    out, pos, first = [], 0, True
+    for block, spec, result in page_jobs:
+        level = spec.title_level or (1 if first and not has_h1 else 2)
+        first = first and block.kind != "compose"
+        body = _markdown(spec, result, level, page, plugin)
+        out.append(text[pos : block.start])
+        out.append(_commented(text[block.start : block.end]))
+        out.append(body.rstrip("\n") + "\n")
+        pos = block.end
+    out.append(text[pos:])
+    write_atomic(page, "".join(out).encode("utf-8"))
+    return [b.where for b, _, _ in page_jobs]
+
+
+def _load_plugin(config_file: Path) -> tuple[XComposerPlugin, Any]:
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import ConfigurationError, PluginError
+
+    from .plugin import XComposerPlugin
+
+    if not config_file.is_file():
+        raise InputError(f"MkDocs config {config_file} not found", "check --mkdocs-config")
+    try:
+        config = load_config(str(config_file))
+    except (ConfigurationError, OSError) as err:
+        raise InputError(f"{config_file} cannot be loaded ({err})", "fix mkdocs.yml") from None
+    plugin = config.plugins.get("xcomposer")
+    if not isinstance(plugin, XComposerPlugin):
+        raise InputError(
+            f"{config_file} does not enable the xcomposer plugin", "add '- xcomposer' to plugins:"
+        )
+    try:
+        plugin.on_config(config)
+    except PluginError as err:
+        raise InputError(str(err)) from None
+    assert plugin.workshop is not None
+    plugin.workshop.frozen = True  # materialize reads the cache; it never composes
+    return plugin, config
+
+
+def _commented(block_text: str) -> str:
+    kept = block_text.rstrip("\n").replace("-->", "--&gt;")
+    return (
+        "<!-- xcomposer: materialized from this block; the text below is yours to edit.\n"
+        f"{kept}\n-->\n\n"
+    )
+
+
+def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerPlugin) -> str:
+    from .alt_text import escape_alt
+    from .jobs import load_article
+    from .render import article_markdown, neutralise
+
+    folders = plugin.folders
+    assert folders is not None
+
+    def image_markdown(image: Path, alt: str, caption: str) -> str:
+        target = _page_image(image, plugin)
+        url = Path(os.path.relpath(target, page.parent)).as_posix()
+        url = url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+        line = f"![{escape_alt(alt)}]({url})"
+        caption_line = neutralise(" ".join(caption.split()))
+        return f"{line}\n*{_no_stars(caption_line)}*" if caption_line else line
+
+    if spec.kind == "describe":
+        text = result["text"]
+        if spec.show_image:
+            return image_markdown(spec.image, text, text)
+        return neutralise(" ".join(text.split()))
+    article = load_article(result, folders)
+    figure = lambda f: image_markdown(Path(f.image), f.alt, f.caption)  # noqa: E731
+    if spec.kind == "compose":
+        return article_markdown(article, figure, level)
+    return article_markdown(article, figure, 0, writer_text=True)
+
+
+def _page_image(image: Path, plugin: XComposerPlugin) -> Path:
+    """The image inside docs_dir: as is, or copied from its library folder (never overwriting)."""
+    from .site_files import ASSETS
+
+    folders = plugin.folders
+    assert folders is not None
+    if image.is_relative_to(folders.docs_dir):
+        return image
+    root = next((r for r in folders.library if image.is_relative_to(r)), image.parent)
+    target = folders.docs_dir / ASSETS / root.name / image.relative_to(root)
+    if target.exists():
+        if file_sha256(target) != file_sha256(image):
+            raise InputError(
+                f"{target} exists and differs from the library's {image}",
+                "move it away, then materialize again",
+            )
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(image, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def _no_stars(text: str) -> str:
+    return text.replace("*", "\\*")

@@ -1,0 +1,247 @@
+"""What a block asks for: its options checked, its paths resolved and confined, defaults filled.
+
+Every path a page names must stay inside docs_dir or a configured library folder
+(``../../etc/passwd`` is refused, symlinks included), and must exist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xcomposer import DESCRIBE_STYLES, IMAGE_SUFFIXES
+
+from .blocks import Block, check_options
+
+DEFAULTS: dict[str, Any] = {
+    "max_images": "auto",
+    "candidates": 4,
+    "words": 80,
+    "sections": 4,
+    "language": None,
+    "seed": None,
+    "backend": None,
+    "question": None,
+    "style": "caption",
+    "show_image": False,
+    "title_level": None,
+}
+
+
+@dataclass(frozen=True)
+class Folders:
+    """Where a site's files are: what block paths are resolved against and confined to."""
+
+    config_dir: Path
+    """The folder of mkdocs.yml."""
+    docs_dir: Path
+    library: tuple[Path, ...]
+    """The configured library folders (resolved); a block without ``images:`` uses them."""
+
+    def allowed(self, path: Path) -> bool:
+        return any(path.is_relative_to(root) for root in (self.docs_dir, *self.library))
+
+    def portable(self, path: Path | str) -> str:
+        """``path`` relative to mkdocs.yml's folder, with ``/``: what cache entries store."""
+        return Path(os.path.relpath(path, self.config_dir)).as_posix()
+
+    def absolute(self, portable: str) -> Path:
+        return (self.config_dir / portable).resolve()
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A block, checked and ready to run."""
+
+    block: Block
+    text: str
+    """The instruction (compose) or the writer's text (illustrate); empty for describe."""
+    image_dirs: tuple[Path, ...] = ()
+    image: Path | None = None
+    """The image a describe block is about."""
+    title: str | None = None
+    n_images: int | str = "auto"
+    candidates: int = 4
+    words: int = 80
+    sections: int = 4
+    language: str | None = None
+    seed: int | None = None
+    backend: str | None = None
+    question: str | None = None
+    style: str = "caption"
+    show_image: bool = False
+    title_level: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.block.kind
+
+    def key_inputs(self, folders: Folders) -> dict[str, Any]:
+        """Everything the page says that changes the result, with portable paths."""
+        options: dict[str, Any] = {"backend": self.backend}
+        if self.kind == "compose":
+            options |= {
+                "title": self.title,
+                "max_images": self.n_images,
+                "candidates": self.candidates,
+                "words": self.words,
+                "sections": self.sections,
+                "language": self.language,
+                "seed": self.seed,
+            }
+        elif self.kind == "illustrate":
+            options |= {"max_images": self.n_images, "candidates": self.candidates}
+            options["seed"] = self.seed
+        else:
+            options |= {"question": self.question, "style": self.style, "language": self.language}
+        return {
+            "kind": self.kind,
+            "text": self.text,
+            "image": folders.portable(self.image) if self.image else None,
+            "images": [folders.portable(d) for d in self.image_dirs],
+            "options": options,
+        }
+
+
+def build_spec(block: Block, folders: Folders, backends: set[str]) -> BlockSpec:
+    """Check ``block``'s options and paths; raise :class:`BlockError` with ``page.md:LINE``."""
+    check_options(block)
+    opts = DEFAULTS | block.options
+    backend = _optional_str(block, opts, "backend")
+    if backend is not None and backend not in backends:
+        known = ", ".join(sorted(backends)) or "none are configured"
+        raise block.error(
+            f"backend '{backend}' is not configured (named backends: {known}); "
+            "add it under the plugin's engine: backends: or remove the option"
+        )
+    common = {
+        "block": block,
+        "backend": backend,
+        "language": _optional_str(block, opts, "language"),
+    }
+    if block.kind == "describe":
+        return _describe_spec(block, folders, opts, common)
+
+    text = block.body.strip()
+    if not text:
+        what = "instruction" if block.kind == "compose" else "text to illustrate"
+        raise block.error(
+            f"the {block.kind} block's {what} is empty; write it between the header and "
+            "the closing ///"
+        )
+    max_images = opts["max_images"]
+    if max_images != "auto" and (not _is_int(max_images) or max_images < 0):
+        raise block.error(f"max_images must be 'auto' or a number (0 or more), not {max_images!r}")
+    spec = dict(
+        common,
+        text=text,
+        image_dirs=_image_dirs(block, folders, opts.get("images")),
+        n_images=max_images,
+        candidates=_int(block, opts, "candidates", 1, 10),
+        seed=_optional_int(block, opts, "seed"),
+    )
+    if block.kind == "compose":
+        level = opts["title_level"]
+        if level is not None and (not _is_int(level) or not 1 <= level <= 5):
+            raise block.error(f"title_level must be 1 to 5, not {level!r}")
+        spec |= {
+            "title": block.argument or None,
+            "words": _int(block, opts, "words", 10, 1000),
+            "sections": _int(block, opts, "sections", 1, 12),
+            "title_level": level,
+        }
+    return BlockSpec(**spec)
+
+
+def _describe_spec(
+    block: Block, folders: Folders, opts: dict[str, Any], common: dict[str, Any]
+) -> BlockSpec:
+    if not block.argument:
+        raise block.error(
+            "a describe block names its image in the header: /// describe | images/chart.png "
+            "(relative to docs_dir)"
+        )
+    image = _confined(block, folders, block.argument, "image")
+    if not image.is_file():
+        raise block.error(
+            f"image '{block.argument}' not found; give its path relative to docs_dir "
+            f"({folders.docs_dir})"
+        )
+    if image.suffix.lower() not in IMAGE_SUFFIXES:
+        raise block.error(f"'{block.argument}' is not an image file (by its extension)")
+    style = opts["style"]
+    if style not in DESCRIBE_STYLES:
+        raise block.error(f"style must be one of {', '.join(DESCRIBE_STYLES)}, not {style!r}")
+    question = _optional_str(block, opts, "question")
+    if question is not None and not question.strip():
+        raise block.error("the question is empty; ask something about the image or remove it")
+    if not isinstance(opts["show_image"], bool):
+        raise block.error(f"show_image must be true or false, not {opts['show_image']!r}")
+    return BlockSpec(
+        **common,
+        text="",
+        image=image,
+        question=question,
+        style=style,
+        show_image=opts["show_image"],
+    )
+
+
+def _image_dirs(block: Block, folders: Folders, images: Any) -> tuple[Path, ...]:
+    if images is None:
+        if not folders.library:
+            raise block.error(
+                "this block has no images: give it an 'images: FOLDER' option (relative to "
+                "docs_dir) or set 'library:' in the plugin config"
+            )
+        return folders.library
+    names = [images] if isinstance(images, str) else images
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise block.error("images must be a folder or a list of folders (relative to docs_dir)")
+    dirs = []
+    for name in names:
+        folder = _confined(block, folders, name, "image folder")
+        if not folder.is_dir():
+            raise block.error(
+                f"image folder '{name}' does not exist; give a folder relative to docs_dir "
+                f"({folders.docs_dir})"
+            )
+        dirs.append(folder)
+    return tuple(dirs)
+
+
+def _confined(block: Block, folders: Folders, name: str, what: str) -> Path:
+    path = (folders.docs_dir / name).resolve()
+    if not folders.allowed(path):
+        raise block.error(
+            f"{what} '{name}' is outside docs_dir and the library folders; use a path inside "
+            "docs_dir (relative to it) or add its folder to the plugin's library:"
+        )
+    return path
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int(block: Block, opts: dict[str, Any], name: str, low: int, high: int) -> int:
+    value = opts[name]
+    if not _is_int(value) or not low <= value <= high:
+        raise block.error(f"{name} must be a number from {low} to {high}, not {value!r}")
+    return value
+
+
+def _optional_int(block: Block, opts: dict[str, Any], name: str) -> int | None:
+    value = opts[name]
+    if value is not None and not _is_int(value):
+        raise block.error(f"{name} must be a whole number, not {value!r}")
+    return value
+
+
+def _optional_str(block: Block, opts: dict[str, Any], name: str) -> str | None:
+    value = opts[name]
+    if value is not None and not isinstance(value, str):
+        raise block.error(f"{name} must be text, not {value!r}")
+    return value

@@ -1,0 +1,160 @@
+"""An Article as notebook Markdown cells whose images are cell attachments, and as an HTML preview.
+
+Attachments keep a notebook self-contained: ``![alt](attachment:NAME)`` in the
+cell's source, the image bytes in its ``attachments``.  Large images are scaled
+down (``max_side``) so a shared notebook stays small.
+
+Model text is untrusted: in a composed article (the model wrote every word) ``<``,
+``>`` and ``&`` are escaped before they reach Markdown; a person's own text from
+``illustrate`` stays word for word (JupyterLab sanitises Markdown cells anyway).
+The preview is HTML built here with every piece of text escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from xcomposer import Article, Figure, open_image
+
+MAX_SIDE = 1024
+KEEP_BYTES = 600_000  # images this small (and no larger than MAX_SIDE) keep their own bytes
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|])")
+
+
+def escape_markdown_text(text: str) -> str:
+    """One line of model text, safe in Markdown and HTML (captions, alt text)."""
+    text = html.escape(" ".join(text.split()), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def escape_html_only(text: str) -> str:
+    """Model prose: HTML escaped, Markdown emphasis left alone."""
+    return html.escape(text, quote=False)
+
+
+def image_attachment(path: str | Path, max_side: int = MAX_SIDE) -> tuple[str, str, bytes]:
+    """(mime type, file extension, bytes) of an image, scaled down when larger than ``max_side``."""
+    path = Path(path)
+    img = open_image(path)
+    fmt = (img.format or "").upper()
+    size = path.stat().st_size
+    if fmt in ("PNG", "JPEG", "GIF") and max(img.size) <= max_side and size <= KEEP_BYTES:
+        ext = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif"}[fmt]
+        return f"image/{fmt.lower()}", ext, path.read_bytes()
+    img.thumbnail((max_side, max_side))
+    out = io.BytesIO()
+    if img.mode in ("RGBA", "LA", "P") and fmt != "JPEG":
+        img.convert("RGBA").save(out, "PNG", optimize=True)
+        return "image/png", ".png", out.getvalue()
+    img.convert("RGB").save(out, "JPEG", quality=85)
+    return "image/jpeg", ".jpg", out.getvalue()
+
+
+def attachment_name(fig: Figure | dict[str, Any], ext: str) -> str:
+    """A stable name per image: the start of its content hash."""
+    sha = fig.sha256 if isinstance(fig, Figure) else fig.get("sha256", "")
+    image = fig.image if isinstance(fig, Figure) else fig.get("image", "")
+    stem = (sha or re.sub(r"[^A-Za-z0-9]+", "-", Path(image).stem))[:16] or "figure"
+    return f"{stem}{ext}"
+
+
+def figure_markdown(alt: str, caption: str, target: str) -> str:
+    return f"![{escape_markdown_text(alt)}]({target})\n*{escape_markdown_text(caption)}*"
+
+
+def markdown_cell(source: str, attachments: dict[str, dict[str, str]] | None = None) -> dict:
+    """An nbformat 4.5 Markdown cell as plain data (JupyterLab and nbformat both accept it)."""
+    import nbformat
+
+    cell = nbformat.v4.new_markdown_cell(source)
+    cell["metadata"] = {"tags": ["xcomposer"]}
+    if attachments:
+        cell["attachments"] = attachments
+    return dict(cell)
+
+
+def article_cells(article: Article, max_side: int = MAX_SIDE) -> list[dict]:
+    """One Markdown cell per section (the title opens the first), images as attachments."""
+    model_text = bool(article.instruction)
+    sections: list[tuple[list[str], dict[str, dict[str, str]]]] = [([], {})]
+    if article.title:
+        title = escape_markdown_text(article.title) if model_text else article.title
+        sections[0][0].append(f"# {title}")
+    for i, para in enumerate(article.paragraphs):
+        if para.kind == "heading":
+            if sections[-1][0]:
+                sections.append(([], {}))
+            text = escape_markdown_text(para.text) if model_text else para.text
+            sections[-1][0].append(f"## {text}")
+        else:
+            text = escape_html_only(para.text) if model_text and para.kind == "text" else para.text
+            sections[-1][0].append(text)
+        for fig in article.figures_after(i):
+            mime, ext, data = image_attachment(fig.image, max_side)
+            name = attachment_name(fig, ext)
+            sections[-1][1][name] = {mime: base64.b64encode(data).decode("ascii")}
+            sections[-1][0].append(figure_markdown(fig.alt, fig.caption, f"attachment:{name}"))
+    return [markdown_cell("\n\n".join(parts), att) for parts, att in sections if parts]
+
+
+def image_cell(data: bytes, mime: str, description: str, name: str = "figure.png") -> dict:
+    """A Markdown cell holding one image (as an attachment) and its description."""
+    encoded = base64.b64encode(data).decode("ascii")
+    source = figure_markdown(description, description, f"attachment:{name}")
+    return markdown_cell(source, {name: {mime: encoded}})
+
+
+# -- preview ------------------------------------------------------------------------------
+def _attachments(cells: list[dict]) -> dict[str, tuple[str, str]]:
+    found: dict[str, tuple[str, str]] = {}
+    for cell in cells:
+        for name, bundle in (cell.get("attachments") or {}).items():
+            for mime, data in bundle.items():
+                found[name] = (mime, data)
+    return found
+
+
+def preview_html(article: dict[str, Any], cells: list[dict] | None = None) -> str:
+    """An article (as JSON data) rendered to HTML, every piece of text escaped.
+
+    Images come from the cells' attachments (data URIs), so the preview shows
+    exactly what ``insert`` puts into the notebook.
+    """
+    images = _attachments(cells or [])
+    by_stem = {name.rsplit(".", 1)[0]: value for name, value in images.items()}
+    out = ['<div class="xcomposer-preview">']
+    if article.get("title"):
+        out.append(f"<h2>{html.escape(article['title'])}</h2>")
+    figures = article.get("figures", [])
+    for i, para in enumerate(article.get("paragraphs", [])):
+        text = html.escape(para.get("text", ""))
+        if para.get("kind") == "heading":
+            out.append(f"<h3>{text}</h3>")
+        elif para.get("kind") == "verbatim":
+            out.append(f'<pre style="white-space:pre-wrap">{text}</pre>')
+        else:
+            out.append(f'<p><span style="opacity:.5">[{i}]</span> {text}</p>')
+        for fig in (f for f in figures if f.get("after") == i):
+            stem = attachment_name(fig, "").rstrip(".")
+            found = by_stem.get(stem)
+            alt = html.escape(fig.get("alt", ""), quote=True)
+            if found:
+                mime, data = found
+                img = f'<img src="data:{html.escape(mime)};base64,{data}" alt="{alt}" style="max-width:320px">'
+            else:
+                img = f"<code>{html.escape(str(fig.get('image', '')))}</code>"
+            caption = html.escape(fig.get("caption", ""))
+            out.append(f"<figure>{img}<figcaption><em>{caption}</em></figcaption></figure>")
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def text_preview(text: str, title: str = "") -> str:
+    """A plain answer (a description) as escaped HTML."""
+    head = f"<h3>{html.escape(title)}</h3>" if title else ""
+    return f'<div class="xcomposer-preview">{head}<p>{html.escape(text)}</p></div>'

@@ -1,0 +1,40 @@
+"""The engine's errors in HTTP terms: what a person can fix is a 4xx with a one-line message."""
+
+from __future__ import annotations
+
+from xcomposer import (
+    BackendError,
+    CacheMissError,
+    ConfigError,
+    ImageError,
+    InputError,
+    ModelError,
+    XComposerError,
+)
+
+
+class PathError(InputError):
+    """A path in a request that is not allowed (``status`` 400) or not there (404)."""
+
+    def __init__(self, what: str, fix: str | None = None, status: int = 400) -> None:
+        super().__init__(what, fix)
+        self.status = status
+
+
+class TooLarge(InputError):  # noqa: N818 - named after the HTTP status it becomes
+    """A request body or upload over its size limit (413)."""
+
+
+def http_status(err: XComposerError) -> int:
+    """400 for bad input and bad images, 404 for missing files, 413 for oversize, 422 otherwise."""
+    if isinstance(err, PathError):
+        return err.status
+    if isinstance(err, TooLarge):
+        return 413
+    if isinstance(err, ImageError):
+        return 404 if "not found" in err.what else 400
+    if isinstance(err, InputError):
+        return 400
+    if isinstance(err, (ConfigError, ModelError, BackendError, CacheMissError)):
+        return 422
+    return 400

@@ -1,0 +1,300 @@
+"""The operations the REST API and the in-kernel fallback offer, as requests and results.
+
+Each request is validated (unknown fields refused, one-line errors) and its paths
+resolved *before* it is queued, so a bad request fails at once with a 4xx; the
+prepared call then runs on the job queue against the shared Engine.  Results are
+plain JSON data: articles with image paths relative to the Jupyter root, the
+Markdown, and optionally the notebook cells with the images as attachments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from xcomposer import Article, Engine, ImageError, InputError, ProgressCallback, open_image
+
+from .cells import article_cells
+from .paths import Paths
+
+EDIT_OPS = (
+    "rewrite",
+    "expand",
+    "shorten",
+    "insert_paragraph",
+    "insert_image",
+    "replace_image",
+    "remove_image",
+)
+Library = str | list[str] | None
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComposeRequest(_Request):
+    instruction: str
+    library: Library = None
+    n_images: int | Literal["auto"] = "auto"
+    candidates: int = Field(4, ge=1, le=32)
+    language: str | None = None
+    sections: int = 4
+    words: int = 80
+    seed: int | None = None
+    title: str | None = None
+    cells: bool = False
+
+
+class IllustrateRequest(_Request):
+    text: str
+    library: Library = None
+    n_images: int | Literal["auto"] = "auto"
+    candidates: int = Field(4, ge=1, le=32)
+    seed: int | None = None
+    cells: bool = False
+
+
+class DescribeRequest(_Request):
+    path: str | None = None
+    question: str | None = None
+    style: Literal["caption", "alt", "explain"] = "caption"
+    language: str | None = None
+
+
+class EditRequest(_Request):
+    op: Literal[EDIT_OPS]  # type: ignore[valid-type]
+    article: dict[str, Any]
+    index: int | None = None
+    how: str = ""
+    after: int | None = None
+    topic: str = ""
+    figure: int | None = None
+    library: Library = None
+    candidates: int = Field(4, ge=1, le=32)
+    seed: int | None = None
+    cells: bool = False
+
+
+REQUESTS: dict[str, type[_Request]] = {
+    "compose": ComposeRequest,
+    "illustrate": IllustrateRequest,
+    "describe": DescribeRequest,
+    "edit": EditRequest,
+}
+
+Work = Callable[[Engine, ProgressCallback], dict[str, Any]]
+
+
+@dataclass
+class Prepared:
+    """A validated request, ready to run on the queue."""
+
+    op: str
+    work: Work
+
+
+def parse_request(op: str, data: Any) -> _Request:
+    """The request model for ``op``, or an InputError naming the first bad field."""
+    if not isinstance(data, dict):
+        raise InputError("the request body is not a JSON object", "send a JSON object")
+    try:
+        return REQUESTS[op].model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        if first["type"] == "extra_forbidden":
+            raise InputError(
+                f"unknown field '{where}' in the {op} request", "see docs/jupyter.md for the fields"
+            ) from None
+        if first["type"] == "missing":
+            raise InputError(
+                f"the {op} request needs '{where}'", "see docs/jupyter.md for the fields"
+            ) from None
+        raise InputError(
+            f"bad value for '{where}' in the {op} request: {first['msg']}",
+            "see docs/jupyter.md for the fields",
+        ) from None
+
+
+async def _library(library: Library, paths: Paths) -> list[Path] | None:
+    if library is None or library == "" or library == []:
+        return None
+    folders = [library] if isinstance(library, str) else library
+    return [await paths.folder(f) for f in folders]
+
+
+def article_result(article: Article, paths: Paths, cells: bool) -> dict[str, Any]:
+    """An article as returned to clients: paths relative to the root, Markdown, cells."""
+    data = article.to_dict()
+    for fig in data["figures"]:
+        fig["image"] = paths.display(fig["image"])
+        for cand in fig["candidates"]:
+            cand["image"] = paths.display(cand["image"])
+    result: dict[str, Any] = {
+        "article": data,
+        "markdown": article.to_markdown(image_url=lambda f: paths.display(f.image)),
+        "placements": [
+            {k: fig[k] for k in ("after", "image", "caption", "alt", "score")}
+            for fig in data["figures"]
+        ],
+    }
+    if cells:
+        result["cells"] = article_cells(article)
+    return result
+
+
+def article_from_client(data: dict[str, Any], paths: Paths) -> Article:
+    """An article sent back by a client, its figure paths confined like any other path."""
+    try:
+        article = Article.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise InputError(
+            f"the article is not valid article JSON ({err})",
+            "send the 'article' of an earlier result unchanged",
+        ) from None
+    for fig in article.figures:
+        fig.image = str(paths.figure_in(fig.image))
+        for cand in fig.candidates:
+            cand.image = str(paths.figure_in(cand.image))
+    return article
+
+
+def _need(value: int | None, name: str, op: str) -> int:
+    if value is None:
+        raise InputError(f"the {op} edit needs '{name}'", f"give '{name}' (an index)")
+    return value
+
+
+async def prepare(op: str, data: Any, paths: Paths) -> Prepared:
+    """Validate ``data`` for ``op`` and resolve its paths; the returned work runs the engine."""
+    if op not in REQUESTS:
+        raise InputError(f"unknown operation '{op}'", f"use one of: {', '.join(REQUESTS)}")
+    req = parse_request(op, data)
+    if isinstance(req, ComposeRequest):
+        library = await _library(req.library, paths)
+
+        def compose(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
+            article = engine.compose(
+                req.instruction,
+                library,
+                n_images=req.n_images,
+                candidates=req.candidates,
+                language=req.language,
+                sections=req.sections,
+                words=req.words,
+                seed=req.seed,
+                title=req.title,
+                progress=progress,
+            )
+            return article_result(article, paths, req.cells)
+
+        return Prepared(op, compose)
+    if isinstance(req, IllustrateRequest):
+        library = await _library(req.library, paths)
+
+        def illustrate(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
+            article = engine.illustrate(
+                req.text,
+                library,
+                n_images=req.n_images,
+                candidates=req.candidates,
+                seed=req.seed,
+                progress=progress,
+            )
+            return article_result(article, paths, req.cells)
+
+        return Prepared(op, illustrate)
+    if isinstance(req, DescribeRequest):
+        if not req.path:
+            raise InputError(
+                "the describe request needs 'path' (or an uploaded image)",
+                "give a path relative to the Jupyter root, or POST the image bytes",
+            )
+        image = await paths.file(req.path)
+        return describe_work(req, image, paths.display(image))
+    assert isinstance(req, EditRequest)
+    return await _prepare_edit(req, paths)
+
+
+def describe_work(req: DescribeRequest, image: Path, shown: str) -> Prepared:
+    def describe(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
+        text = engine.describe(
+            image, req.question, style=req.style, language=req.language, progress=progress
+        )
+        return {"text": text, "image": shown, "style": req.style}
+
+    return Prepared("describe", describe)
+
+
+async def _prepare_edit(req: EditRequest, paths: Paths) -> Prepared:
+    article = article_from_client(req.article, paths)
+    library = await _library(req.library, paths)
+    op = req.op
+
+    def edit(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
+        seed = {"seed": req.seed, "progress": progress}
+        if op == "rewrite":
+            new = engine.rewrite_paragraph(article, _need(req.index, "index", op), req.how, **seed)
+        elif op == "expand":
+            new = engine.expand_paragraph(article, _need(req.index, "index", op), **seed)
+        elif op == "shorten":
+            new = engine.shorten_paragraph(article, _need(req.index, "index", op), **seed)
+        elif op == "insert_paragraph":
+            new = engine.insert_paragraph(article, _need(req.after, "after", op), req.topic, **seed)
+        elif op == "insert_image":
+            new = engine.insert_image(
+                article,
+                _need(req.after, "after", op),
+                library,
+                candidates=req.candidates,
+                progress=progress,
+            )
+        elif op == "replace_image":
+            new = engine.replace_image(
+                article,
+                _need(req.figure, "figure", op),
+                library,
+                candidates=req.candidates,
+                progress=progress,
+            )
+        else:
+            new = engine.remove_image(article, _need(req.figure, "figure", op))
+        return article_result(new, paths, req.cells)
+
+    return Prepared(f"edit:{op}", edit)
+
+
+def save_upload(data: bytes, folder: Path, max_bytes: int, name: str = "upload") -> Path:
+    """Store uploaded image bytes by content hash after checking them with ``open_image``."""
+    from .errors import TooLarge
+
+    if len(data) > max_bytes:
+        raise TooLarge(
+            f"the uploaded image is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit",
+            "send a smaller image (or raise XComposerApp.max_upload_bytes)",
+        )
+    if not data:
+        raise ImageError("the uploaded image is empty (0 bytes)", "send the image's bytes")
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    known = sorted(folder.glob(f"{digest}.*"))
+    if known:
+        return known[0]
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".upload") as fh:
+        fh.write(data)
+    tmp = Path(fh.name)
+    try:
+        with open_image(tmp, max_bytes=max_bytes) as img:
+            suffix = (img.format or "img").lower().replace("jpeg", "jpg")
+    except ImageError as err:
+        tmp.unlink(missing_ok=True)
+        raise ImageError(str(err).replace(str(tmp), f"'{name}'")) from None
+    target = folder / f"{digest}.{suffix}"
+    tmp.replace(target)
+    return target

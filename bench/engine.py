@@ -23,7 +23,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from benchdocs import machine, replace_section  # noqa: E402
-
 from xcomposer import Engine, EngineConfig  # noqa: E402
 from xcomposer.backends.base import GenerateRequest, Message  # noqa: E402
 from xcomposer.backends.model_files import embedded_model_path  # noqa: E402

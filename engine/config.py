@@ -92,6 +92,8 @@ class BackendConfig(_Strict):
     """Images are downscaled so their longer side is at most this before upload."""
     allow_insecure_remote: bool = False
     """Allow sending an API key over plain http to a non-loopback host."""
+    vision: bool | None = None
+    """``openai``: whether the served model sees images (unset: assumed; ``false`` for text-only models)."""
 
 
 class GenerationConfig(_Strict):

@@ -55,6 +55,8 @@ def add_command(subparsers: Any, common_parser: argparse.ArgumentParser) -> None
 def run(args: argparse.Namespace, engine: Any = None) -> None:
     """The command: the engine settings come from mkdocs.yml, as in the build."""
     page = Path(args.page).resolve()
+    if not page.is_file():
+        raise InputError(f"page {args.page} not found", "give the path of a Markdown page")
     config_file = Path(args.mkdocs_config).resolve() if args.mkdocs_config else find_config(page)
     written = materialize(page, config_file, args.line)
     if not getattr(args, "quiet", False):
@@ -72,15 +74,20 @@ def find_config(page: Path) -> Path:
     )
 
 
-def materialize(page: Path, config_file: Path, line: int | None = None) -> list[str]:
-    """Replace the page's blocks (or the one at ``line``); returns their ``page.md:LINE``."""
+def materialize(
+    page: Path, config_file: Path, line: int | None = None, backends: dict[str, Any] | None = None
+) -> list[str]:
+    """Replace the page's blocks (or the one at ``line``); returns their ``page.md:LINE``.
+
+    ``backends``: backends by name that replace the configured ones, as in the plugin.
+    """
     from .blocks import BlockError, find_blocks
     from .plugin import _has_h1
     from .spec import build_spec
 
     if not page.is_file():
         raise InputError(f"page {page} not found", "give the path of a Markdown page")
-    plugin, config = _load_plugin(config_file)
+    plugin, config = _load_plugin(config_file, backends)
     assert plugin.folders is not None and plugin.workshop is not None and plugin.engines
     folders = plugin.folders
     if not page.is_relative_to(folders.docs_dir):
@@ -134,7 +141,7 @@ def materialize(page: Path, config_file: Path, line: int | None = None) -> list[
     return [b.where for b, _, _ in page_jobs]
 
 
-def _load_plugin(config_file: Path) -> tuple[XComposerPlugin, Any]:
+def _load_plugin(config_file: Path, backends: dict[str, Any] | None) -> tuple[XComposerPlugin, Any]:
     from mkdocs.config import load_config
     from mkdocs.exceptions import ConfigurationError, PluginError
 
@@ -151,6 +158,7 @@ def _load_plugin(config_file: Path) -> tuple[XComposerPlugin, Any]:
         raise InputError(
             f"{config_file} does not enable the xcomposer plugin", "add '- xcomposer' to plugins:"
         )
+    plugin.backends = backends
     try:
         plugin.on_config(config)
     except PluginError as err:

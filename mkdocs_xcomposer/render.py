@@ -33,8 +33,13 @@ _LINE_OPENERS = re.compile(r"^(\s*)(///|!!!|\?\?\?|:::|===|```|~~~|#|\[TOC\]|\*\
 
 
 def neutralise(text: str) -> str:
-    """Model text as Markdown that can only ever render as text, lists and emphasis."""
+    """Model text as Markdown that can only ever render as text, links, lists and emphasis.
+
+    Images are turned into text too: the only images of a generated block are its
+    figures, from the project's own files (no tracking pixels, no data: URLs).
+    """
     text = html.escape(text, quote=False).replace("{", "&#123;").replace("}", "&#125;")
+    text = text.replace("![", "!&#91;")
     lines = []
     for line in text.replace("\r\n", "\n").split("\n"):
         match = _LINE_OPENERS.match(line)
@@ -152,11 +157,19 @@ class Regions:
 
 
 def sanitise(fragment: str) -> str:
-    """Generated HTML, cleaned: no script, no event handlers, no javascript:/data: URLs."""
+    """Generated HTML, cleaned: no script, no event handlers, no javascript:/data: URLs,
+    and images only from relative URLs (the project's own files)."""
     return nh3.clean(
         fragment,
         tags=_ALLOWED_TAGS,
         attributes=_ALLOWED_ATTRIBUTES,
+        attribute_filter=_own_images_only,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
     )
+
+
+def _own_images_only(tag: str, attribute: str, value: str) -> str | None:
+    if tag == "img" and attribute == "src" and (":" in value.split("/", 1)[0] or "//" in value):
+        return None
+    return value

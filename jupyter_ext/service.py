@@ -99,6 +99,8 @@ class EngineService:
             return {"ok": False, "error": str(err), "loaded": False, "queue": 0}
         engine = self._engine
         queue = self._queue
+        if engine is not None:
+            config = engine.config  # an engine_factory may have configured it its own way
         return {
             "ok": True,
             "backend": config.backend.backend,

@@ -100,6 +100,11 @@ class XComposerConfig(Config):
     figure_class = c.Type(str, default="xcomposer-figure")
     """CSS class of each generated ``<figure>``."""
 
+    figure_caption = c.Choice(("model", "image", "none"), default="model")
+    """What a figure's caption says: ``model``, the caption the model wrote for the spot
+    (what the picture should show there); ``image``, the image's own description (its
+    alt text: the vision model's or the library's); ``none``, no caption."""
+
     image_width = c.Optional(c.Type(int))
     """Width in pixels given to each figure's ``<img>`` (its height follows).  Default: the
     image's own size, which themes shrink to the page's width."""

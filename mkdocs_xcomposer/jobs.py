@@ -194,7 +194,8 @@ class Workshop:
         except XComposerError as err:
             return Outcome("failed", error=f"{job.where}: {err}")
         self._store(job, result)
-        log.info("%s: %s composed", job.where, job.kind)
+        what = "alt text written" if job.kind == "alt" else f"{job.kind} block composed"
+        log.info("%s: %s", job.where, what)
         return Outcome("composed", result)
 
     # -- serve: background composition --------------------------------------------------

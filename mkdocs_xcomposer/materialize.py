@@ -198,7 +198,7 @@ def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerP
             return image_markdown(spec.image, text, text)
         return neutralise(" ".join(text.split()))
     article = load_article(result, folders)
-    figure = lambda f: image_markdown(Path(f.image), f.alt, f.caption)  # noqa: E731
+    figure = lambda f: image_markdown(Path(f.image), f.alt, plugin.style.caption_for(f))  # noqa: E731
     if spec.kind == "compose":
         return article_markdown(article, figure, level)
     return article_markdown(article, figure, 0, writer_text=True)

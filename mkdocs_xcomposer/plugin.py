@@ -111,7 +111,9 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             self.engines = Engines(engine_cfg, self.backends)
         self.folders = Folders(config_dir, docs_dir, tuple(library))
         self.images = SiteImages(docs_dir, tuple(library))
-        self.style = FigureStyle(self.config.figure_class, self.config.image_width)
+        self.style = FigureStyle(
+            self.config.figure_class, self.config.image_width, self.config.figure_caption
+        )
         fill = f"XCOMPOSER_FROZEN=0 mkdocs build -f {_shown(config.config_file_path)}"
         settings = (
             BlockCache(cache_dir),
@@ -283,7 +285,9 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         article = load_article(result, self.folders)
         if spec.kind == "compose":
             markdown = article_markdown(
-                article, lambda f: figure(Path(f.image), f.alt, f.caption), title_level
+                article,
+                lambda f: figure(Path(f.image), f.alt, self.style.caption_for(f)),
+                title_level,
             )
             return regions.wrap(markdown), 1
         # illustrate: the writer's text stays as written, only the figures are generated
@@ -292,7 +296,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         def wrapped_figure(fig: Any) -> str:
             nonlocal count
             count += 1
-            return regions.wrap(figure(Path(fig.image), fig.alt, fig.caption))
+            return regions.wrap(figure(Path(fig.image), fig.alt, self.style.caption_for(fig)))
 
         markdown = article_markdown(article, wrapped_figure, 0, writer_text=True)
         return markdown, count

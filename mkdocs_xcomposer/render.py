@@ -61,6 +61,13 @@ class FigureStyle:
 
     css_class: str = "xcomposer-figure"
     width: int | None = None
+    caption: str = "model"
+    """``model`` (the spot's caption), ``image`` (the image's description) or ``none``."""
+
+    def caption_for(self, figure: Figure) -> str:
+        if self.caption == "image":
+            return figure.alt
+        return "" if self.caption == "none" else figure.caption
 
 
 def figure_html(

@@ -31,7 +31,13 @@ WIDE = widgets.Layout(width="98%")
 
 
 def _button(label: str, icon: str, tip: str, style: str = "") -> widgets.Button:
-    return widgets.Button(description=label, icon=icon, tooltip=tip, button_style=style)
+    return widgets.Button(
+        description=label,
+        icon=icon,
+        tooltip=tip,
+        button_style=style,
+        layout=widgets.Layout(width="auto", min_width="110px"),
+    )
 
 
 class Assistant(widgets.VBox):

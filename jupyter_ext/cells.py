@@ -64,7 +64,7 @@ def attachment_name(fig: Figure | dict[str, Any], ext: str) -> str:
 
 
 def figure_markdown(alt: str, caption: str, target: str) -> str:
-    return f"![{escape_markdown_text(alt)}]({target})\n*{escape_markdown_text(caption)}*"
+    return f"![{escape_markdown_text(alt)}]({target})\n\n*{escape_markdown_text(caption)}*"
 
 
 def markdown_cell(source: str, attachments: dict[str, dict[str, str]] | None = None) -> dict:
@@ -127,7 +127,7 @@ def preview_html(article: dict[str, Any], cells: list[dict] | None = None) -> st
     """
     images = _attachments(cells or [])
     by_stem = {name.rsplit(".", 1)[0]: value for name, value in images.items()}
-    out = ['<div class="xcomposer-preview">']
+    out = ['<div class="xcomposer-preview" style="max-height:420px;overflow:auto">']
     if article.get("title"):
         out.append(f"<h2>{html.escape(article['title'])}</h2>")
     figures = article.get("figures", [])

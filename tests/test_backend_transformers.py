@@ -123,9 +123,9 @@ def test_streaming_passes_on_the_same_text(llava: TransformersBackend) -> None:
 
 
 def test_stop_string_cuts_the_answer(llava: TransformersBackend) -> None:
-    whole = llava.generate(chat("Describe it.", max_tokens=12)).text
+    whole = llava.generate(chat("Write about cats.", max_tokens=12)).text
     word = whole.split()[2]
-    cut = llava.generate(chat("Describe it.", max_tokens=12, stop=(word,))).text
+    cut = llava.generate(chat("Write about cats.", max_tokens=12, stop=(word,))).text
     assert word not in cut and whole.startswith(cut.rstrip())
 
 
@@ -409,3 +409,37 @@ def test_text_only_model_writes_but_refuses_images(llava_dir: Path, tmp_path: Pa
     assert backend.generate(chat("Pick.", choices=("yes", "no"))).text in ("yes", "no")
     with pytest.raises(ModelError, match="text-only"):
         backend.generate(chat(CAT, "Describe."))
+
+
+# -- the whole pipeline -------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["llava", "xcomposer"])
+def test_compose_runs_through_the_transformers_backend(
+    which: str, llava_dir: Path, xcomposer_dir: Path, captioned_images: Path, tmp_path: Path
+) -> None:
+    from xcomposer import Engine
+    from xcomposer.config import config_from_dict
+
+    model = {"llava": llava_dir, "xcomposer": xcomposer_dir}[which]
+    backend = {"backend": "transformers", "model": str(model), "device": "cpu"}
+    if which == "xcomposer":
+        backend["trust_remote_code"] = True
+    config = config_from_dict(
+        {
+            "backend": backend,
+            "library": {"roots": [str(captioned_images)]},
+            "cache_dir": str(tmp_path),
+        }
+    )
+    engine = Engine(config)
+    assert engine.recipe("write").name == ("xcomposer2" if which == "xcomposer" else "chat")
+    article = engine.compose("Write a short article about cats", n_images=1, sections=2, words=15)
+    headings = [p for p in article.paragraphs if p.kind == "heading"]
+    texts = [p for p in article.paragraphs if p.kind == "text" and p.text.strip()]
+    assert len(headings) == 2 and texts
+    assert len(article.figures) == 1
+    figure = article.figures[0]
+    assert (captioned_images / Path(figure.image).name).is_file()
+    assert figure.alt.strip() and figure.caption.strip()

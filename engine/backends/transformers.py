@@ -19,11 +19,12 @@ Constrained answers never come from hoping the model complies:
 - ``json_schema``: schema-guided decoding.  The backend writes the JSON's structure itself
   and lets the model decide only what the schema leaves open: enum values, booleans and
   bounded integers by scoring the candidates, array lengths by scoring "close" against
-  "one more" (within minItems/maxItems), string contents by generation that stops at the
-  closing quote (within minLength/maxLength, escaped by the backend).  The subset covers
-  the engine's schemas (arrays of strings, enums or integers; objects with such fields);
-  anything else (``anyOf``, ``pattern``, free-form objects ...) is refused with a
-  ``ModelError``, never guessed.
+  "one more" (within minItems/maxItems), string contents by generation where each token
+  is the likeliest one that keeps the string valid (minLength, maxLength, and ``pattern``
+  checked on prefixes with the ``regex`` module), closed at the model's own quote and
+  escaped by the backend.  The subset covers the engine's schemas (arrays of strings,
+  enums or integers; objects with such fields); anything else (``anyOf``, ``$ref``,
+  free-form objects ...) is refused with a ``ModelError``, never guessed.
 
 Scoring reuses the prompt's KV cache where the model allows it (``DynamicCache.crop``),
 else it runs the whole sequence again.  torch and transformers are imported inside the
@@ -836,6 +837,7 @@ class _JsonWriter:
 
     MAX_ITEMS = 32
     INT_SPAN = 100
+    SEARCH = 2048  # likeliest tokens tried, per step, for one that keeps a string valid
 
     def __init__(self, ctx: _Context, request: GenerateRequest) -> None:
         self.ctx, self.request = ctx, request
@@ -861,9 +863,9 @@ class _JsonWriter:
         return best
 
     def value(self, schema: dict, where: str) -> None:
-        unsupported = [
-            k for k in ("anyOf", "oneOf", "allOf", "$ref", "pattern", "not") if k in schema
-        ]
+        refused = ("anyOf", "oneOf", "allOf", "$ref", "not")
+        refused += () if schema.get("type") == "string" else ("pattern",)
+        unsupported = [k for k in refused if k in schema]
         if unsupported:
             raise ModelError(
                 f"json_schema at {where} uses {unsupported[0]}, which the transformers "
@@ -876,7 +878,7 @@ class _JsonWriter:
         elif "enum" in schema:
             self.pick([json.dumps(v, ensure_ascii=False) for v in schema["enum"]])
         elif kind == "string":
-            self.string(int(schema.get("minLength", 0)), int(schema.get("maxLength", 200)))
+            self.string(schema)
         elif kind in ("integer", "number"):
             low = int(math.ceil(schema.get("minimum", 0)))
             high = int(math.floor(schema.get("maximum", low + self.INT_SPAN)))
@@ -937,60 +939,96 @@ class _JsonWriter:
             count += 1
         self.text += "]"
 
-    def string(self, min_len: int, max_len: int) -> None:
+    def string(self, schema: dict) -> None:
+        """Generate a string's content; every token keeps it within the schema's rules."""
         import torch
 
+        rules = _StringRules(schema)
+        tokenizer, eos = self.ctx.tokenizer, set(self.ctx.eos_ids)
+        skip = set(tokenizer.all_special_ids) - eos
         before = self.text
         start = self.ctx.encode(before + '"')
         ids, value = list(start), ""
-        breakers = _string_breakers(self.ctx.tokenizer)
-        enders = sorted(set(breakers) | set(self.ctx.eos_ids))
-        specials = sorted(set(self.ctx.tokenizer.all_special_ids) - set(self.ctx.eos_ids))
         generator = torch.Generator().manual_seed(self.request.seed)
-        steps = max(min(max_len + 4, max(self.budget, 8)), 1)
-        for _ in range(steps):
-            row = self.ctx.logprobs(ids)[-1].clone()
-            row[enders if len(value.strip()) < min_len else specials] = -math.inf
+        for _ in range(max(min(rules.max_len + 4, self.budget), 8)):
+            row = self.ctx.logprobs(ids)[-1]
+            order = torch.argsort(row, descending=True)[: self.SEARCH].tolist()
             if self.request.temperature > 0:
                 probs = torch.softmax(row.cpu() / self.request.temperature, dim=-1)
-                token = int(torch.multinomial(probs, 1, generator=generator))
-            else:
-                token = int(torch.argmax(row))
-            if token in self.ctx.eos_ids:
+                order.insert(0, int(torch.multinomial(probs, 1, generator=generator)))
+            done, picked = False, None
+            for token in order:
+                if token in skip:
+                    continue
+                if token in eos:
+                    if rules.complete(value):
+                        done = True
+                        break
+                    continue
+                piece = tokenizer.decode(ids[len(start) :] + [token], skip_special_tokens=True)
+                cut = min((i for i in (piece.find('"'), piece.find("\n")) if i >= 0), default=-1)
+                if cut >= 0:  # the model closes the string here
+                    if rules.complete(piece[:cut]):
+                        value, done = piece[:cut], True
+                        break
+                elif rules.prefix(piece):
+                    picked = (token, piece)
+                    break
+            if done:
                 break
-            ids.append(token)
-            piece = self.ctx.tokenizer.decode(ids[len(start) :], skip_special_tokens=True)
-            cut = min((i for i in (piece.find('"'), piece.find("\n")) if i >= 0), default=-1)
-            if cut >= 0:
-                value = piece[:cut]
-                break
-            value = piece
-            if len(value) >= max_len:
-                break
+            if picked is None:
+                raise BackendError(
+                    f"none of the model's {len(order)} likeliest tokens continues the string "
+                    f"{value!r} within the schema ({rules})",
+                    "loosen the schema or use another model",
+                )
+            ids.append(picked[0])
+            value = picked[1]
+        else:
+            if not rules.complete(value):
+                raise BackendError(
+                    f"the string {value!r} ran out of tokens before meeting the schema ({rules})",
+                    "raise max_tokens or loosen the schema",
+                )
         self.budget -= len(ids) - len(start)
-        value = value.strip() if len(value.strip()) >= min_len else value
-        value = value[:max_len]
-        if len(value) < min_len:
-            raise BackendError(
-                f"the model wrote {len(value)} characters where the schema asks for {min_len}",
-                "raise max_tokens or lower minLength",
-            )
+        if value.strip() != value and rules.complete(value.strip()):
+            value = value.strip()
         self.text = before + json.dumps(value, ensure_ascii=False)
 
 
-_BREAKERS: dict[int, tuple[Any, list[int]]] = {}
+class _StringRules:
+    """minLength, maxLength and pattern (JSON Schema: a regex search), checked on prefixes too."""
 
+    def __init__(self, schema: dict) -> None:
+        self.min_len = int(schema.get("minLength", 0))
+        self.max_len = int(schema.get("maxLength", 200))
+        self.pattern = schema.get("pattern")
+        self.regex: Any = None
+        if self.pattern:
+            import regex  # a dependency of transformers; ``re`` cannot match prefixes
 
-def _string_breakers(tokenizer: Any) -> list[int]:
-    """Tokens that end or break a JSON string: a quote or newline in their text, specials."""
-    hit = _BREAKERS.get(id(tokenizer))
-    if hit is None or hit[0] is not tokenizer:
-        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-        ids = {i for i, t in enumerate(texts) if '"' in t or "\n" in t}
-        hit = (tokenizer, sorted(ids | set(tokenizer.all_special_ids)))
-        _BREAKERS.clear()  # one loaded model at a time is the common case
-        _BREAKERS[id(tokenizer)] = hit
-    return hit[1]
+            try:
+                self.regex = regex.compile(self.pattern)
+            except regex.error as err:
+                raise ModelError(
+                    f"json_schema pattern {self.pattern!r} is not a valid regular expression ({err})",
+                    "fix the pattern",
+                ) from None
+
+    def prefix(self, text: str) -> bool:
+        """Whether ``text`` can still grow into a valid string."""
+        if len(text) > self.max_len:
+            return False
+        return self.regex is None or self.regex.search(text, partial=True) is not None
+
+    def complete(self, text: str) -> bool:
+        if not self.min_len <= len(text) <= self.max_len:
+            return False
+        return self.regex is None or self.regex.search(text) is not None
+
+    def __str__(self) -> str:
+        shown = f"pattern {self.pattern!r}, " if self.pattern else ""
+        return f"{shown}length {self.min_len} to {self.max_len}"
 
 
 def _opener(schema: Any) -> str:

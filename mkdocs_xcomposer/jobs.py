@@ -281,7 +281,11 @@ def _alt_text(engine: Engine, image: Path) -> dict[str, str]:
     if engine.has_vision("describe"):
         return {"alt": engine.describe(image, style="alt"), "how": "model"}
     match = engine.open_library([image.parent]).entry(image)
-    text = (match.alt or match.description).strip() if match is not None else ""
+    text = ""
+    if match is not None:
+        # A person's words first; a description made only of the file name is no alt text.
+        described = any(source != "filename" for source, _ in match.sources)
+        text = (match.alt or (match.description if described else "")).strip()
     if not text:
         raise InputError(
             f"no description of image {image.name} to write its alt text from",

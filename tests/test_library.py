@@ -156,6 +156,24 @@ def test_update_touches_only_new_or_changed_files(tmp_path):
         assert lib.entry(folder / "astronaut.png") is None
 
 
+def test_the_index_remembers_its_docs_folder_and_ocr_setting(tmp_path):
+    folder, docs = tmp_path / "images", tmp_path / "docs"
+    add_good_images(folder, ["cat.png"])
+    docs.mkdir()
+    (docs / "pets.md").write_text("![Our cat on the sofa](../images/cat.png)\n")
+    with _open(folder, docs_dir=str(docs)) as lib:
+        lib.update()
+    with _open(folder) as lib:  # opened later without the option, e.g. by `xcomposer search`
+        assert lib.config.docs_dir == str(docs.resolve()) and lib.config.ocr is False
+        assert lib.update().unchanged == 1
+        assert ("markdown-alt", "Our cat on the sofa") in lib.entry(folder / "cat.png").sources
+    with _open(folder, docs_dir="") as lib:  # an empty docs_dir forgets it
+        assert [p.name for p in lib.update().updated] == ["cat.png"]
+        assert lib.entry(folder / "cat.png").alt == "A tabby cat looking to the side"
+    with _open(folder, ocr=False) as lib:
+        assert lib.config.docs_dir is None
+
+
 def test_fingerprint_changes_when_indexed_content_changes(tmp_path):
     folder = tmp_path / "images"
     add_good_images(folder, ["cat.png", "rocket.jpg"])

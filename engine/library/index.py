@@ -100,6 +100,7 @@ class View:
     phash: np.ndarray  # uint64
     vectors: np.ndarray  # (n, d) float32
     image_vectors: np.ndarray | None  # (n, d2) float32 where every row has one
+    bits: np.ndarray | None = None  # packed sign bits of ``vectors``, made when first needed
 
     def __len__(self) -> int:
         return len(self.ids)

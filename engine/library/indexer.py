@@ -65,8 +65,9 @@ class Work:
     image_for_embedding: Any = None
 
 
-def _sig(sources: list[Source]) -> str:
-    return hashlib.sha1(dumps(sources).encode("utf-8")).hexdigest()
+def _sig(sources: list[Source], ocr: bool) -> str:
+    """What the description depends on besides the image's bytes (OCR on/off included)."""
+    return hashlib.sha1(dumps([sources, ocr]).encode("utf-8")).hexdigest()
 
 
 def short_reason(err: XComposerError, path: Path) -> str:
@@ -222,37 +223,43 @@ class Indexer:
             sha = state.sha256
         stored_flags = json.loads(state.intrinsic_flags) if state else []
         if state and state.sha256 == sha and set(flags) <= set(stored_flags):
+            if embed and self.image is not None and state.image_model != self.image.model_id:
+                return self._full(work, item, sha, external, report)  # decoded for its pixels
             work.kind = "unchanged"
             if not same_stat:
                 work.row.update(size=item.size, mtime_ns=item.mtime_ns)
-            if state.external_sig != _sig(external):
-                work.kind = "updated"
-                work.row.update(self._describe_again(state, external))
+            if state.external_sig != self._sig(external):
+                texts, same = self._describe_again(state, external)
+                work.row.update(texts)
+                if same:  # e.g. a docs page changed, but not what it says about this image
+                    del work.row["sources"], work.row["description"], work.row["alt"]
+                else:
+                    work.kind = "updated"
+                    work.needs_text = True
+            if embed and state.text_model != self.text.model_id:
                 work.needs_text = True
-            elif embed and self._needs_vectors(state):
-                work.needs_text = state.text_model != self.text.model_id
-                if self.image is not None and state.image_model != self.image.model_id:
-                    work.kind = "updated"  # re-decoded for its image embedding
-                    return self._full(work, item, sha, external, report)
             return work
         return self._full(work, item, sha, external, report)
 
-    def _needs_vectors(self, state: StoredState) -> bool:
-        if state.text_model != self.text.model_id:
-            return True
-        return self.image is not None and state.image_model != self.image.model_id
+    def _sig(self, external: list[Source]) -> str:
+        return _sig(external, self.config.ocr)
 
-    def _describe_again(self, state: StoredState, external: list[Source]) -> dict[str, Any]:
-        stored = self.store.rows([state.id], ["intrinsic"])[state.id]
+    def _describe_again(
+        self, state: StoredState, external: list[Source]
+    ) -> tuple[dict[str, Any], bool]:
+        """New texts from new external sources and the stored intrinsic ones; and if unchanged."""
+        stored = self.store.rows([state.id], ["intrinsic", "sources", "alt"])[state.id]
         intrinsic = [tuple(s) for s in json.loads(stored["intrinsic"])]
-        return self._texts(intrinsic, external, state.relpath)
+        texts = self._texts(intrinsic, external, state.relpath)
+        same = texts["sources"] == stored["sources"] and texts["alt"] == stored["alt"]
+        return texts, same
 
     def _texts(self, intrinsic: list, external: list[Source], relpath: str) -> dict[str, Any]:
         usable = [s for s in intrinsic if self.config.ocr or s[0] != "ocr"]
         sources = order_sources([*external, *usable])
         return {
             "sources": dumps(sources),
-            "external_sig": _sig(external),
+            "external_sig": self._sig(external),
             "description": assemble(sources),
             "alt": choose_alt(sources, relpath),
         }
@@ -274,7 +281,8 @@ class Indexer:
         try:
             features, upright = analyse(img)
             intrinsic = metadata_sources(img)
-            intrinsic += self._derived_sources(item.path, sha, upright, report)
+            derived, flags = self._derived_sources(item.path, sha, upright, report)
+            intrinsic += derived
         except XComposerError:
             raise
         except Exception as err:  # a file Pillow opened but cannot process further
@@ -297,7 +305,7 @@ class Indexer:
             phash=to_signed64(features.phash),
             thumbnail=features.thumbnail,
             intrinsic=dumps(intrinsic),
-            intrinsic_flags=dumps(self.intrinsic_flags()),
+            intrinsic_flags=dumps(flags),
             text_model=None,
             text_vec=None,
             source_vecs=None,
@@ -311,8 +319,10 @@ class Indexer:
 
     def _derived_sources(
         self, path: Path, sha: str, upright: Any, report: IndexReport
-    ) -> list[Source]:
+    ) -> tuple[list[Source], list[str]]:
+        """OCR text and a vision caption (as configured), and the flags of what was done."""
         out: list[Source] = []
+        flags = self.intrinsic_flags()
         if self.config.ocr:
             text = self._remembered(sha, OCR_KIND, lambda: _ocr(upright))
             if text:
@@ -321,14 +331,15 @@ class Indexer:
             kind = f"vision:{self.describer_id}"
             try:
                 text = self._remembered(sha, kind, lambda: self.describe_image(path))
-            except XComposerError as err:  # the next run tries again
+            except XComposerError as err:
                 report.warnings.append(f"no vision caption for {path}: {err}")
+                flags.remove(kind)  # so that the next run asks again
                 text = self.store.any_vision_caption(sha)
         else:
             text = self.store.any_vision_caption(sha)
         if text:
             out.append(("vision", text))
-        return out
+        return out, flags
 
     def _remembered(self, sha: str, kind: str, compute: Callable[[], str]) -> str:
         """A per-image text (OCR, vision caption): from the index, the result cache, or computed."""
@@ -368,29 +379,48 @@ class Indexer:
             else:
                 report.unchanged += 1
 
+    def _text_vectors(self, entries: list[tuple[str, list]]) -> list[dict[str, Any]]:
+        """For ``(description, sources)`` pairs: the description's vector and each source's.
+
+        Each distinct text is embedded once per batch (a lone source is its
+        description; file-name words repeat across a folder).
+        """
+        unique: dict[str, int] = {}
+        texts: list[str] = []
+        plan = []
+        for description, sources in entries:
+            rows = []
+            for text in [description, *(t for _, t in sources)]:
+                key = _text_key(text)
+                if key not in unique:
+                    unique[key] = len(texts)
+                    texts.append(text)
+                rows.append(unique[key])
+            plan.append(rows)
+        vectors = self.text.embed(texts) if texts else np.zeros((0, 0), np.float32)
+        out = []
+        for rows_of_entry in plan:
+            rows = vectors[rows_of_entry]
+            out.append(
+                {
+                    "text_vec": rows[0].astype(np.float32).tobytes(),
+                    "source_vecs": rows[1:].astype(np.float16).tobytes(),
+                    "text_model": self.text.model_id,
+                }
+            )
+        return out
+
     def _embed(self, batch: list[Work]) -> None:
         todo = [w for w in batch if w.needs_text]
         if todo:
             need_sources = [w for w in todo if "sources" not in w.row]
             stored = self.store.rows([w.state.id for w in need_sources], ["sources", "description"])
-            texts: list[str] = []
-            spans = []
+            entries = []
             for w in todo:
-                if "sources" in w.row:
-                    sources, description = json.loads(w.row["sources"]), w.row["description"]
-                else:
-                    got = stored[w.state.id]
-                    sources, description = json.loads(got["sources"]), got["description"]
-                spans.append((len(texts), len(sources)))
-                texts.append(description)
-                texts.extend(text for _, text in sources)
-            vectors = self.text.embed(texts)
-            for w, (start, n) in zip(todo, spans, strict=True):
-                w.row["text_vec"] = vectors[start].astype(np.float32).tobytes()
-                w.row["source_vecs"] = (
-                    vectors[start + 1 : start + 1 + n].astype(np.float16).tobytes()
-                )
-                w.row["text_model"] = self.text.model_id
+                got = w.row if "sources" in w.row else stored[w.state.id]
+                entries.append((got["description"], json.loads(got["sources"])))
+            for w, fields in zip(todo, self._text_vectors(entries), strict=True):
+                w.row.update(fields)
         with_images = [w for w in batch if w.image_for_embedding is not None]
         if with_images and self.image is not None:
             vectors = self.image.embed_images([w.image_for_embedding for w in with_images])
@@ -405,25 +435,18 @@ class Indexer:
         for start in range(0, len(ids), 256):
             chunk = ids[start : start + 256]
             rows = self.store.rows(chunk, ["sources", "description"])
-            texts: list[str] = []
-            spans = []
-            for i in chunk:
-                sources = json.loads(rows[i]["sources"])
-                spans.append((i, len(texts), len(sources)))
-                texts.append(rows[i]["description"])
-                texts.extend(text for _, text in sources)
-            vectors = self.text.embed(texts)
+            entries = [(rows[i]["description"], json.loads(rows[i]["sources"])) for i in chunk]
+            vectors = self._text_vectors(entries)
             with self.store.transaction() as db:
-                for i, first, n in spans:
-                    self.store.update_fields(
-                        db,
-                        i,
-                        text_vec=vectors[first].astype(np.float32).tobytes(),
-                        source_vecs=vectors[first + 1 : first + 1 + n].astype(np.float16).tobytes(),
-                        text_model=self.text.model_id,
-                    )
+                for i, fields in zip(chunk, vectors, strict=True):
+                    self.store.update_fields(db, i, **fields)
             progress(Progress("index", start + len(chunk), len(ids), detail="embedding"))
         return len(ids)
+
+
+def _text_key(text: str) -> str:
+    """Texts that embed alike: the same words, whatever the closing full stop."""
+    return " ".join(text.split()).rstrip(". ")
 
 
 def _ocr(img: Any) -> str:

@@ -55,7 +55,7 @@ def _source_scores(
     if not blob or not sources:
         return []
     vectors = np.frombuffer(blob, np.float16).reshape(len(sources), -1).astype(np.float32)
-    return list(zip([s[0] for s in sources], (vectors @ qvec).tolist(), strict=True))
+    return list(zip([s[0] for s in sources], ranking.dot(vectors, qvec).tolist(), strict=True))
 
 
 class Library:
@@ -81,6 +81,7 @@ class Library:
         self._roots = list(roots)
         self._keys = {_root_key(r, index_dir): r for r in self._roots}
         self.store = IndexStore(index_dir / DB_NAME)
+        self.config = config = self._with_remembered_settings(config)
         self.text_embedder = TextEmbedder(config.embeddings)
         self.image_embedder = (
             ImageEmbedder(config.image_embeddings) if config.image_embeddings else None
@@ -155,6 +156,29 @@ class Library:
 
     # ----------------------------------------------------------------- update
 
+    def _with_remembered_settings(self, config: LibraryConfig) -> LibraryConfig:
+        """The docs folder and OCR setting the index was last built with, unless given now.
+
+        ``xcomposer index DIR --docs-dir D --ocr`` followed by a plain ``xcomposer
+        search`` (or ``compose``) must not drop the Markdown captions and OCR text.
+        """
+        try:
+            remembered = json.loads(self.store.get_meta("settings") or "{}")
+        except ValueError:
+            remembered = {}
+        changes: dict[str, Any] = {}
+        if config.docs_dir is None and remembered.get("docs_dir"):
+            changes["docs_dir"] = remembered["docs_dir"]
+        if "ocr" not in config.model_fields_set and "ocr" in remembered:
+            changes["ocr"] = bool(remembered["ocr"])
+        return config.model_copy(update=changes) if changes else config
+
+    def _remember_settings(self) -> None:
+        docs = self.config.docs_dir or None
+        settings = {"docs_dir": str(Path(docs).resolve()) if docs else None, "ocr": self.config.ocr}
+        with self.store.transaction() as db:
+            self.store.set_meta("settings", json.dumps(settings), db)
+
     def update(
         self, progress: ProgressCallback = ignore_progress, embed: bool = True
     ) -> IndexReport:
@@ -176,6 +200,7 @@ class Library:
             _describer_id(self.describe_image),
         )
         report = indexer.run(progress, embed)
+        self._remember_settings()
         self._invalidate()
         return report
 
@@ -289,14 +314,20 @@ class Library:
             raise InputError(
                 "the index was embedded with another text model", "run `xcomposer index` again"
             )
-        scores = view.vectors @ qvec
         mask = np.ones(len(view), dtype=bool)
         excluded = self._rows_for(view, exclude) if exclude else []
         mask[excluded] = False
         if filters is not None:
             mask &= ranking.filter_mask(view, filters)
-        if view.image_vectors is not None and self.image_embedder is not None:
-            image_scores = view.image_vectors @ self._image_query_vector(query)
+        fused = view.image_vectors is not None and self.image_embedder is not None
+        if len(view) > ranking.EXACT_LIMIT and not fused:
+            if view.bits is None:
+                view.bits = ranking.sign_bits(view.vectors)
+            scores, mask = ranking.approximate_scores(view.vectors, view.bits, qvec, mask)
+        else:
+            scores = ranking.dot(view.vectors, qvec)
+        if fused:
+            image_scores = ranking.dot(view.image_vectors, self._image_query_vector(query))
             scores = ranking.fuse(scores, image_scores, mask)
         candidates = ranking.top_rows(scores, mask, max(RERANK_CANDIDATES, 8 * k))
         if len(candidates) == 0:

@@ -42,7 +42,8 @@ def read_text(img: Image.Image) -> str:
     if max(img.size) > MAX_SIDE:
         img = img.copy()
         img.thumbnail((MAX_SIDE, MAX_SIDE))
-    result, _ = _engine()(np.asarray(img))
+    # Screenshots and diagrams are upright: the orientation classifier would only cost time.
+    result, _ = _engine()(np.asarray(img), use_cls=False)
     lines = []
     for box, text, score in result or []:
         text = clean_text(text)

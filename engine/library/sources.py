@@ -197,7 +197,7 @@ def captions_file_sources(image: Path, captions: dict[str, Any]) -> list[Source]
 
 _NAME_STOPWORDS = {
     "img", "image", "images", "dsc", "dscn", "dscf", "pxl", "mvimg", "pic", "copy", "final",
-    "edited", "scaled", "thumb", "thumbnail", "small", "large", "hd", "px", "x", "the",
+    "edited", "scaled", "thumb", "thumbnail", "small", "large", "hd", "px", "x",
 }  # fmt: skip
 
 
@@ -416,7 +416,7 @@ def shorten(text: str, limit: int = 150) -> str:
     text = clean_text(text)
     if len(text) <= limit:
         return text
-    match = re.match(rf"(.{{20,{limit}}}?[.!?])\s", text)
+    match = re.match(rf"(.{{10,{limit}}}?[.!?])\s", text)
     if match:
         return match.group(1)
     return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"

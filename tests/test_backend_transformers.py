@@ -443,3 +443,17 @@ def test_compose_runs_through_the_transformers_backend(
     figure = article.figures[0]
     assert (captioned_images / Path(figure.image).name).is_file()
     assert figure.alt.strip() and figure.caption.strip()
+
+
+def test_default_device_auto_and_attention_option_load_and_answer(llava_dir: Path) -> None:
+    config = BackendConfig(
+        backend="transformers", model=str(llava_dir), attn_implementation="eager"
+    )
+    assert config.device == "auto"
+    backend = TransformersBackend(config)
+    model = backend._load()
+    assert model.config._attn_implementation == "eager"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert next(model.parameters()).device.type == expected
+    assert backend.generate(chat("Write about cats.", max_tokens=6)).text.strip()
+    backend.close()

@@ -268,7 +268,7 @@ class TransformersBackend(Backend):
         kwargs[dtype_key] = dtype.get(conf.dtype, "auto")
         device = conf.device
         if device == "auto":
-            if importlib_missing("accelerate"):
+            if _missing("accelerate"):
                 raise ModelError(
                     'device = "auto" needs accelerate, which is not installed',
                     f'{INSTALL_HINT}, or set device = "cuda" or "cpu"',
@@ -289,7 +289,7 @@ class TransformersBackend(Backend):
         if conf.attn_implementation:
             kwargs["attn_implementation"] = conf.attn_implementation
         if conf.load_in_4bit:
-            if importlib_missing("bitsandbytes"):
+            if _missing("bitsandbytes"):
                 raise ModelError(
                     "load_in_4bit needs bitsandbytes, which is not installed",
                     "pip install bitsandbytes (CUDA GPUs), or set load_in_4bit = false",
@@ -1146,7 +1146,7 @@ def _version(text: str) -> tuple[int, int]:
     return (numbers + [0, 0])[0], (numbers + [0, 0])[1]
 
 
-def importlib_missing(module: str) -> bool:
+def _missing(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is None

@@ -14,13 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fixtures.tiny_models import sample_image, write_tiny_llava, write_tiny_xcomposer
 from xcomposer import BackendConfig, ModelError
 from xcomposer.backends.base import GenerateRequest, ImageRef, Message
 from xcomposer.backends.transformers import TransformersBackend
 from xcomposer.errors import ImageError
 from xcomposer.images import file_sha256
-
-from tests.fixtures.tiny_models import sample_image, write_tiny_llava, write_tiny_xcomposer
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

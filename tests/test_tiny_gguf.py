@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tests.fixtures.tiny_models import sample_image, write_tiny_gguf
+from fixtures.tiny_models import sample_image, write_tiny_gguf
 
 llama_cpp = pytest.importorskip("llama_cpp")
 

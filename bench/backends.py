@@ -159,6 +159,7 @@ def compose_run(base_url: str, concurrency: int, library: Path, work: Path, args
         "calls": stats.model_calls,
         "completion_tokens": stats.completion_tokens,
         "figures": figures,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -225,7 +226,9 @@ def machine() -> str:
 
 
 def report(kind: str, runs: list[dict], ms: dict, args) -> str:
-    one, many = runs
+    def mean_wall(concurrency: int) -> float:
+        return statistics.mean(r["wall_s"] for r in runs if r["concurrency"] == concurrency)
+
     lines = [
         SECTION,
         "",
@@ -236,17 +239,19 @@ def report(kind: str, runs: list[dict], ms: dict, args) -> str:
         "2 images each, fresh cache per run, after an untimed warm-up article) "
         "through the OpenAI-compatible backend:",
         "",
-        "| concurrency | wall time | model calls | completion tokens | figures |",
-        "|---:|---:|---:|---:|---:|",
+        "| run | concurrency | wall time | model calls | completion tokens | figures "
+        "| load avg (1 min) at the end |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for run in runs:
+    for i, run in enumerate(runs, 1):
         lines.append(
-            f"| {run['concurrency']} | {run['wall_s']:.1f} s | {run['calls']} | "
-            f"{run['completion_tokens']} | {run['figures']} |"
+            f"| {i} | {run['concurrency']} | {run['wall_s']:.1f} s | {run['calls']} | "
+            f"{run['completion_tokens']} | {run['figures']} | {run['load']:.1f} |"
         )
     lines += [
         "",
-        f"Wall time ratio, concurrency 1 / concurrency 4: **{one['wall_s'] / many['wall_s']:.2f}x**.",
+        f"Wall time ratio, mean of concurrency 1 / mean of concurrency 4: "
+        f"**{mean_wall(1) / mean_wall(4):.2f}x**.",
         "",
         f"Client overhead per request (median of {args.rounds} alternated calls):",
         "",
@@ -288,6 +293,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=40)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=2, help="compose runs per concurrency")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
 
@@ -303,8 +309,10 @@ def main() -> None:
             warm = argparse.Namespace(**{**vars(args), "articles": 1})
             compose_run(base_url, 1, library, work / "warm-up", warm)  # untimed
             runs = []
-            for concurrency in (1, 4):
-                run = compose_run(base_url, concurrency, library, work, args)
+            # ABBA order, so that a change in the machine's load over time hits both alike.
+            order = [1, 4, 4, 1] * (args.repeats // 2) + [1, 4] * (args.repeats % 2)
+            for i, concurrency in enumerate(order):
+                run = compose_run(base_url, concurrency, library, work / f"run-{i}", args)
                 print(f"  concurrency {concurrency}: {run}", flush=True)
                 runs.append(run)
         finally:

@@ -18,15 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage
-from PIL import Image
-from xcomposer.backends.base import GenerateRequest, ImageRef, Message
-from xcomposer.backends.http_client import HttpClient
-from xcomposer.backends.openai import OpenAIBackend
-from xcomposer.config import BackendConfig
-from xcomposer.errors import BackendError, ConfigError
-from xcomposer.images import file_sha256
-
-from tests.misbehaving_server import (
+from misbehaving_server import (
     MODEL,
     MisbehavingServer,
     Reply,
@@ -37,6 +29,13 @@ from tests.misbehaving_server import (
     models,
     stream,
 )
+from PIL import Image
+from xcomposer.backends.base import GenerateRequest, ImageRef, Message
+from xcomposer.backends.http_client import HttpClient
+from xcomposer.backends.openai import OpenAIBackend
+from xcomposer.config import BackendConfig
+from xcomposer.errors import BackendError, ConfigError
+from xcomposer.images import file_sha256
 
 SECRET = "sk-test-5ecret-never-logged-0123456789"
 KEY_ENV = "XCOMPOSER_TEST_API_KEY"

@@ -121,7 +121,7 @@ def text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServe
 
 @pytest.fixture(scope="module")
 def vision_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    from tests.fixtures.tiny_models import write_tiny_gguf
+    from fixtures.tiny_models import write_tiny_gguf
 
     folder = tmp_path_factory.mktemp("tiny-gguf")
     model, mmproj = write_tiny_gguf(folder)

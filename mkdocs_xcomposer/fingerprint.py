@@ -2,10 +2,11 @@
 
 A block's result depends on every image it could have chosen and on what the
 folder says about them, so the fingerprint covers, by relative path and SHA-256,
-every image, its sidecar (``NAME.txt``, ``NAME.md``) and each folder's
-``captions.yml``/``.yaml``/``.json``; other files (pages, hidden folders) do not count.
-Hashes are remembered by (path, size, mtime), so a rebuild re-reads only files
-that changed; no model and no index is needed (a frozen build stays cheap).
+every file under the folder except Markdown pages and hidden files: the images,
+their sidecars (``NAME.txt``; ``NAME.md`` counts when an image shares its name),
+each folder's ``captions.yml``.  Hashes are remembered by (path, size, mtime), so
+a rebuild re-reads only files that changed; no model, no index and not even the
+engine is needed (a cached build stays cheap).
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ import os
 import threading
 from pathlib import Path
 
-from xcomposer import IMAGE_SUFFIXES, file_sha256
+PAGE_SUFFIXES = {".md", ".markdown", ".mdown"}
 
-CAPTION_FILES = {"captions.yml", "captions.yaml", "captions.json"}
-SIDECAR_SUFFIXES = {".txt", ".md"}
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class Fingerprints:
@@ -73,17 +80,13 @@ def _walk(root: Path) -> list[tuple[str, Path]]:
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         names = [n for n in files if not n.startswith(".")]
-        stems = {os.path.splitext(n)[0] for n in names if _suffix(n) in IMAGE_SUFFIXES}
+        stems = {os.path.splitext(n)[0] for n in names if _suffix(n) not in PAGE_SUFFIXES}
         for name in names:
             stem, suffix = os.path.splitext(name)
-            counts = (
-                suffix.lower() in IMAGE_SUFFIXES
-                or name.lower() in CAPTION_FILES
-                or (suffix.lower() in SIDECAR_SUFFIXES and stem in stems)
-            )
-            if counts:
-                path = Path(folder) / name
-                found.append((path.relative_to(root).as_posix(), path))
+            if suffix.lower() in PAGE_SUFFIXES and stem not in stems:
+                continue  # a page, not a description of an image
+            path = Path(folder) / name
+            found.append((path.relative_to(root).as_posix(), path))
     return found
 
 

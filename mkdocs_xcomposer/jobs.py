@@ -14,19 +14,23 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mkdocs.plugins import get_plugin_logger
-from xcomposer import Article, Engine, InputError, Progress, XComposerError
 
 from .block_cache import BlockCache
-from .engines import Engines
+from .engine_state import EngineFacts
 from .fingerprint import Fingerprints
 from .spec import BlockSpec, Folders
 
+if TYPE_CHECKING:  # the engine is imported only when something is composed
+    from xcomposer import Article, Engine, Progress
+
+    from .engines import Engines
+
 log = get_plugin_logger(__name__)
 
-Runner = Callable[[Engine, Callable[[Progress], None]], Any]
+Runner = Callable[["Engine", Callable[["Progress"], None]], Any]
 
 
 @dataclass
@@ -60,7 +64,8 @@ class Workshop:
     def __init__(
         self,
         cache: BlockCache,
-        engines: Engines,
+        facts: EngineFacts,
+        live: Callable[[], Engines],
         folders: Folders,
         fingerprints: Fingerprints,
         frozen: bool,
@@ -71,12 +76,15 @@ class Workshop:
         self._in_flight: dict[str, Future] = {}
         self._lock = threading.Lock()
         self._stale: set[str] = set()
-        self.reconfigure(cache, engines, folders, fingerprints, frozen, concurrency, fill_command)
+        self.reconfigure(
+            cache, facts, live, folders, fingerprints, frozen, concurrency, fill_command
+        )
 
     def reconfigure(
         self,
         cache: BlockCache,
-        engines: Engines,
+        facts: EngineFacts,
+        live: Callable[[], Engines],
         folders: Folders,
         fingerprints: Fingerprints,
         frozen: bool,
@@ -85,7 +93,9 @@ class Workshop:
     ) -> None:
         """New settings for the next build (serve keeps the workshop and its background work)."""
         self.cache = cache
-        self.engines = engines
+        self.facts = facts
+        self.live = live
+        """The live engines, created (and the engine imported) on the first composition."""
         self.folders = folders
         self.fingerprints = fingerprints
         self.frozen = frozen
@@ -100,7 +110,7 @@ class Workshop:
             inputs["content"] = self.fingerprints.file(spec.image)
         else:
             inputs["content"] = self.fingerprints.folders(spec.image_dirs)
-        inputs["engine"] = self.engines.identity(spec.backend)
+        inputs["engine"] = self.facts.identity(spec.backend)
         return Job(
             digest=BlockCache.digest(inputs),
             inputs=inputs,
@@ -115,7 +125,7 @@ class Workshop:
             "kind": "alt",
             "content": self.fingerprints.file(image),
             "folder": self.fingerprints.folder(image.parent),
-            "engine": self.engines.identity(None),
+            "engine": self.facts.identity(None),
         }
         return Job(
             digest=BlockCache.digest(inputs),
@@ -132,7 +142,7 @@ class Workshop:
         entry = self.cache.get(job.digest)
         if entry is None:
             return None
-        current = self.engines.models(job.backend)
+        current = self.facts.models(job.backend)
         if current is not None and entry.get("models") not in (None, current):
             log.info("%s: cached for another model file; it is composed again", job.where)
             with self._lock:
@@ -141,8 +151,8 @@ class Workshop:
         self.cache.mark_used(job.digest)
         return entry["result"]
 
-    def _store(self, job: Job, result: Any) -> None:
-        self.cache.put(job.digest, job.inputs, self.engines.models(job.backend), result)
+    def _store(self, job: Job, result: Any, models: Any) -> None:
+        self.cache.put(job.digest, job.inputs, models, result)
         self.cache.mark_used(job.digest)
 
     # -- running ------------------------------------------------------------------------
@@ -188,12 +198,15 @@ class Workshop:
 
     def compose(self, job: Job) -> Outcome:
         """Run one job now; a user-fixable failure becomes a failed outcome, never half a result."""
-        engine = self.engines.get(job.backend)
+        from xcomposer import XComposerError
+
         try:
+            engines = self.live()
+            engine = engines.get(job.backend)
             result = job.run(engine, _progress_logger(job))
         except XComposerError as err:
             return Outcome("failed", error=f"{job.where}: {err}")
-        self._store(job, result)
+        self._store(job, result, engines.models(job.backend))
         what = "alt text written" if job.kind == "alt" else f"{job.kind} block composed"
         log.info("%s: %s", job.where, what)
         return Outcome("composed", result)
@@ -245,6 +258,7 @@ def _progress_logger(job: Job) -> Callable[[Progress], None]:
 def _run_spec(
     engine: Engine, spec: BlockSpec, folders: Folders, progress: Callable[[Progress], None]
 ) -> Any:
+    """Compose one block; the result is stored as plain data with portable paths."""
     if spec.kind == "describe":
         assert spec.image is not None
         text = engine.describe(
@@ -278,6 +292,8 @@ def _run_spec(
 
 
 def _alt_text(engine: Engine, image: Path) -> dict[str, str]:
+    from xcomposer import InputError
+
     if engine.has_vision("describe"):
         return {"alt": engine.describe(image, style="alt"), "how": "model"}
     match = engine.open_library([image.parent]).entry(image)
@@ -295,20 +311,30 @@ def _alt_text(engine: Engine, image: Path) -> dict[str, str]:
 
 
 def portable_article(article: Article, folders: Folders) -> dict[str, Any]:
-    """The article as stored: image paths relative to mkdocs.yml's folder."""
+    """The article as stored: image paths relative to mkdocs.yml's folder, pixel sizes kept."""
     data = article.to_dict()
     for fig in data["figures"]:
+        fig["size"] = _pixel_size(Path(fig["image"]))
         fig["image"] = folders.portable(fig["image"])
         for cand in fig.get("candidates", []):
             cand["image"] = folders.portable(cand["image"])
     return data
 
 
-def load_article(data: dict[str, Any], folders: Folders) -> Article:
-    """A stored article with its image paths made absolute again."""
-    article = Article.from_dict(data)
-    for fig in article.figures:
-        fig.image = str(folders.absolute(fig.image))
-        for cand in fig.candidates:
-            cand.image = str(folders.absolute(cand.image))
-    return article
+def load_article(data: dict[str, Any], folders: Folders) -> dict[str, Any]:
+    """A stored article with its figures' image paths made absolute again.
+
+    (The candidates keep their stored, portable paths: nothing renders them.)
+    """
+    figures = [dict(fig, image=str(folders.absolute(fig["image"]))) for fig in data["figures"]]
+    return dict(data, figures=figures)
+
+
+def _pixel_size(image: Path) -> list[int] | None:
+    from PIL import Image
+
+    try:
+        with Image.open(image) as img:
+            return list(img.size)
+    except (OSError, ValueError):
+        return None

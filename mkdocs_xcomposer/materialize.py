@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xcomposer import InputError, file_sha256, write_atomic
+from xcomposer import InputError, write_atomic
 
 if TYPE_CHECKING:
     from .plugin import XComposerPlugin
@@ -88,7 +88,7 @@ def materialize(
     if not page.is_file():
         raise InputError(f"page {page} not found", "give the path of a Markdown page")
     plugin, config = _load_plugin(config_file, backends)
-    assert plugin.folders is not None and plugin.workshop is not None and plugin.engines
+    assert plugin.folders is not None and plugin.workshop is not None and plugin.facts
     folders = plugin.folders
     if not page.is_relative_to(folders.docs_dir):
         raise InputError(
@@ -114,7 +114,7 @@ def materialize(
     page_jobs = []
     for block in blocks:
         try:
-            spec = build_spec(block, folders, plugin.engines.backend_names)
+            spec = build_spec(block, folders, plugin.facts.backend_names)
         except BlockError as err:
             raise InputError(str(err)) from None
         job = plugin.workshop.job_for(spec)
@@ -198,7 +198,10 @@ def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerP
             return image_markdown(spec.image, text, text)
         return neutralise(" ".join(text.split()))
     article = load_article(result, folders)
-    figure = lambda f: image_markdown(Path(f.image), f.alt, plugin.style.caption_for(f))  # noqa: E731
+
+    def figure(fig: dict[str, Any]) -> str:
+        return image_markdown(Path(fig["image"]), fig["alt"], plugin.style.caption_for(fig))
+
     if spec.kind == "compose":
         return article_markdown(article, figure, level)
     return article_markdown(article, figure, 0, writer_text=True)
@@ -206,6 +209,7 @@ def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerP
 
 def _page_image(image: Path, plugin: XComposerPlugin) -> Path:
     """The image inside docs_dir: as is, or copied from its library folder (never overwriting)."""
+    from .fingerprint import file_sha256
     from .site_files import ASSETS
 
     folders = plugin.folders

@@ -21,13 +21,14 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, get_plugin_logger
 from mkdocs.structure.files import Files, InclusionLevel
 from mkdocs.structure.pages import Page
-from xcomposer import XComposerError
+from mkdocs.utils.meta import get_data
 
+from . import engine_state
 from .alt_text import MissingAlt, find_missing, with_alt
 from .block_cache import BlockCache
 from .blocks import Block, BlockError, find_blocks
 from .config import XComposerConfig
-from .engines import Engines, engine_config
+from .engine_state import EngineFacts
 from .fingerprint import Fingerprints
 from .jobs import Job, Outcome, Workshop, load_article
 from .render import (
@@ -64,13 +65,17 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         #: Backends by name that replace the configured ones (tests, embedding applications).
         self.backends: dict[str, Any] | None = None
         self.fingerprints = Fingerprints()
-        self.engines: Engines | None = None
+        self.engines: Any = None
+        """The live engines (``engines.Engines``), created when something must be composed."""
+        self.facts: EngineFacts | None = None
+        self._engine_key: Any = None
         self.workshop: Workshop | None = None
         self.folders: Folders | None = None
         self.images: SiteImages | None = None
         self.style = FigureStyle()
         self.outcomes: dict[str, Outcome] = {}
         self.specs: dict[str, BlockSpec] = {}
+        self.page_jobs: dict[tuple[str, int, str], list[tuple[Block | MissingAlt, Job]]] = {}
         self.calls_before = 0
         self.regions: dict[str, tuple[Regions, int]] = {}
         self.counts: Counter[str] = Counter()
@@ -100,15 +105,9 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             library.append(path)
         cache_dir = (config_dir / self.config.cache_dir).resolve()
         frozen = resolve_frozen(self.config.frozen)
-        try:
-            engine_cfg = engine_config(self.config, config_dir, cache_dir, frozen)
-        except XComposerError as err:
-            raise PluginError(f"xcomposer: mkdocs.yml: {err}") from None
-        library += [Path(r) for r in engine_cfg.library.roots if Path(r) not in library]
-        if self.engines is None or not self.engines.same(engine_cfg, self.backends):
-            if self.engines is not None:
-                self.engines.close()
-            self.engines = Engines(engine_cfg, self.backends)
+        facts, roots = self._engine_facts(config_dir, cache_dir, frozen)
+        library += [Path(r) for r in roots if Path(r) not in library]
+        self.facts = facts
         self.folders = Folders(config_dir, docs_dir, tuple(library))
         self.images = SiteImages(docs_dir, tuple(library))
         self.style = FigureStyle(
@@ -117,7 +116,8 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         fill = f"XCOMPOSER_FROZEN=0 mkdocs build -f {_shown(config.config_file_path)}"
         settings = (
             BlockCache(cache_dir),
-            self.engines,
+            facts,
+            lambda: self._live_engines(config_dir, cache_dir, frozen),
             self.folders,
             self.fingerprints,
             frozen,
@@ -130,11 +130,63 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             self.workshop.reconfigure(*settings)
         return config
 
+    def _engine_facts(
+        self, config_dir: Path, cache_dir: Path, frozen: bool
+    ) -> tuple[EngineFacts, list[str]]:
+        """The engine's identity and model fingerprints: remembered from an earlier build when
+        nothing they derive from changed (no engine import), else from the live engine."""
+        sig = engine_state.signature(self.config, config_dir, cache_dir)
+        if self.engines is not None and self._engine_key == (sig, frozen, self._backends_key()):
+            return self.engines, list(self.engines.config.library.roots)
+        if self.backends is None:
+            remembered = engine_state.load(cache_dir, sig)
+            if remembered is not None:
+                self._close_engines()
+                return remembered, remembered.library_roots
+        engines = self._live_engines(config_dir, cache_dir, frozen)
+        roots = list(engines.config.library.roots)
+        if self.backends is None:
+            engine_state.store(cache_dir, sig, engines, roots)
+        return engines, roots
+
+    def _live_engines(self, config_dir: Path, cache_dir: Path, frozen: bool) -> Any:
+        """The live engines for these settings (this imports the engine)."""
+        from xcomposer import XComposerError
+
+        from .engines import Engines, engine_config
+
+        sig = engine_state.signature(self.config, config_dir, cache_dir)
+        key = (sig, frozen, self._backends_key())
+        if self.engines is not None and self._engine_key == key:
+            return self.engines
+        try:
+            engine_cfg = engine_config(self.config, config_dir, cache_dir, frozen)
+        except XComposerError as err:
+            raise PluginError(f"xcomposer: mkdocs.yml: {err}") from None
+        self._close_engines()
+        self.engines = Engines(engine_cfg, self.backends)
+        self._engine_key = key
+        return self.engines
+
+    def _backends_key(self) -> tuple:
+        # By the backends' identities: live engines hold them, so the ids stay unique.
+        return tuple(sorted((k, id(v)) for k, v in (self.backends or {}).items()))
+
+    def _close_engines(self) -> None:
+        if self.engines is not None:
+            self.engines.close()
+        self.engines, self._engine_key = None, None
+
+    def model_calls(self) -> int:
+        """Real model calls made so far by the live engines (none if none was needed)."""
+        return self.engines.model_calls() if self.engines is not None else 0
+
     # Runs at the start of every build: per-build state starts empty.
     def on_pre_build(self, *, config: MkDocsConfig) -> None:
         self.outcomes = {}
         self.specs = {}
-        self.calls_before = self.engines.model_calls() if self.engines else 0
+        self.page_jobs = {}
+        self.calls_before = self.model_calls()
         self.regions = {}
         self.counts = Counter()
         self.failed = False
@@ -154,11 +206,18 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         jobs: list[Job] = []
         for file in files.documentation_pages(inclusion=InclusionLevel.is_in_serve):
             try:
-                markdown = file.content_string
+                raw = file.content_string
             except (OSError, ValueError):
                 continue  # MkDocs reports unreadable pages itself
+            # The Markdown exactly as the page events will get it: front matter removed.
+            markdown, _ = get_data(raw)
             try:
-                page_jobs = self._page_jobs(markdown, file.src_uri, Path(file.abs_src_path or ""))
+                page_jobs = self._page_jobs(
+                    markdown,
+                    file.src_uri,
+                    Path(file.abs_src_path or ""),
+                    _lines_before(raw, markdown),
+                )
             except BlockError as err:
                 errors.append(str(err))
                 continue
@@ -184,11 +243,20 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
     def _page_jobs(
         self, markdown: str, page: str, path: Path, line_offset: int = 0
     ) -> list[tuple[Block | MissingAlt, Job]]:
-        assert self.workshop is not None and self.folders is not None and self.engines
+        """The page's blocks and images without alt text, as jobs (remembered per build)."""
+        key = (page, line_offset, markdown)
+        if key not in self.page_jobs:
+            self.page_jobs[key] = self._find_jobs(markdown, page, path, line_offset)
+        return self.page_jobs[key]
+
+    def _find_jobs(
+        self, markdown: str, page: str, path: Path, line_offset: int
+    ) -> list[tuple[Block | MissingAlt, Job]]:
+        assert self.workshop is not None and self.folders is not None and self.facts
         blocks = find_blocks(markdown, page, line_offset)
         found: list[tuple[Block | MissingAlt, Job]] = []
         for block in blocks:
-            spec = build_spec(block, self.folders, self.engines.backend_names)
+            spec = build_spec(block, self.folders, self.facts.backend_names)
             found.append((block, self.workshop.job_for(spec)))
             self.specs[found[-1][1].digest] = spec
         if self.config.alt_text == "missing":
@@ -271,9 +339,14 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         assert self.images is not None and self.folders is not None
         images = self.images
 
-        def figure(image: Path, alt: str, caption: str) -> str:
+        def figure(image: Path, alt: str, caption: str, size: Any = None) -> str:
             url = images.url(image, page, files, config)
-            return figure_html(url, alt, caption, self.style, images.size(image))
+            dims = tuple(size) if size else images.size(image)
+            return figure_html(url, alt, caption, self.style, dims)
+
+        def stored_figure(fig: dict[str, Any]) -> str:
+            caption = self.style.caption_for(fig)
+            return figure(Path(fig["image"]), fig["alt"], caption, fig.get("size"))
 
         if spec.kind == "describe":
             assert spec.image is not None
@@ -284,19 +357,14 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             return regions.wrap(describe_markdown(text, shown)), 1
         article = load_article(result, self.folders)
         if spec.kind == "compose":
-            markdown = article_markdown(
-                article,
-                lambda f: figure(Path(f.image), f.alt, self.style.caption_for(f)),
-                title_level,
-            )
-            return regions.wrap(markdown), 1
+            return regions.wrap(article_markdown(article, stored_figure, title_level)), 1
         # illustrate: the writer's text stays as written, only the figures are generated
         count = 0
 
-        def wrapped_figure(fig: Any) -> str:
+        def wrapped_figure(fig: dict[str, Any]) -> str:
             nonlocal count
             count += 1
-            return regions.wrap(figure(Path(fig.image), fig.alt, self.style.caption_for(fig)))
+            return regions.wrap(stored_figure(fig))
 
         markdown = article_markdown(article, wrapped_figure, 0, writer_text=True)
         return markdown, count
@@ -327,7 +395,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         c = self.counts
         blocks = c["cached"] + c["composed"] + c["pending"]
         if blocks or c["alt filled"]:
-            calls = (self.engines.model_calls() if self.engines else 0) - self.calls_before
+            calls = self.model_calls() - self.calls_before
             log.info(
                 "%d block(s) and alt text: %d composed, %d from cache, %d being composed, "
                 "%d failed; %d alt text(s) filled; %d model call(s)",
@@ -365,8 +433,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
     def on_shutdown(self) -> None:
         if self.workshop is not None:
             self.workshop.shutdown()
-        if self.engines is not None:
-            self.engines.close()
+        self._close_engines()
 
     def _fail(self, errors: list[str]) -> Any:
         self.failed = True
@@ -402,7 +469,13 @@ def _front_matter_lines(page: Page, markdown: str) -> int:
         raw = page.file.content_string
     except (OSError, ValueError):
         return 0
-    pos = raw.find(markdown) if markdown else -1
+    return _lines_before(raw, markdown)
+
+
+def _lines_before(raw: str, markdown: str) -> int:
+    if not markdown or raw.startswith(markdown):
+        return 0
+    pos = raw.find(markdown)
     return raw[:pos].count("\n") if pos > 0 else 0
 
 

@@ -17,9 +17,14 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import nh3
-from xcomposer import Article, Figure
+
+# Articles arrive as the block cache stores them (``Article.to_dict()`` form, figure
+# images as absolute paths): rendering a cached page never needs the engine imported.
+StoredArticle = dict[str, Any]
+StoredFigure = dict[str, Any]
 
 _ALLOWED_TAGS = set(nh3.ALLOWED_TAGS)
 _ALLOWED_ATTRIBUTES = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
@@ -64,10 +69,10 @@ class FigureStyle:
     caption: str = "model"
     """``model`` (the spot's caption), ``image`` (the image's description) or ``none``."""
 
-    def caption_for(self, figure: Figure) -> str:
+    def caption_for(self, figure: StoredFigure) -> str:
         if self.caption == "image":
-            return figure.alt
-        return "" if self.caption == "none" else figure.caption
+            return figure["alt"]
+        return "" if self.caption == "none" else figure["caption"]
 
 
 def figure_html(
@@ -92,11 +97,11 @@ def figure_html(
     )
 
 
-FigureRenderer = Callable[[Figure], str]
+FigureRenderer = Callable[[StoredFigure], str]
 
 
 def article_markdown(
-    article: Article,
+    article: StoredArticle,
     render_figure: FigureRenderer,
     title_level: int,
     writer_text: bool = False,
@@ -108,17 +113,20 @@ def article_markdown(
     ``title_level`` 0 leaves the title out.
     """
     out: list[str] = []
-    if article.title and title_level:
-        out.append(f"{'#' * title_level} {one_line(article.title)}")
+    if article.get("title") and title_level:
+        out.append(f"{'#' * title_level} {one_line(article['title'])}")
     section_level = min(max(title_level, 1) + 1, 6)
-    for index, para in enumerate(article.paragraphs):
+    figures: dict[int, list[StoredFigure]] = {}
+    for fig in article.get("figures", []):
+        figures.setdefault(fig["after"], []).append(fig)
+    for index, para in enumerate(article["paragraphs"]):
         if writer_text:
-            out.append(para.text)
-        elif para.kind == "heading":
-            out.append(f"{'#' * section_level} {one_line(para.text)}")
+            out.append(para["text"])
+        elif para.get("kind") == "heading":
+            out.append(f"{'#' * section_level} {one_line(para['text'])}")
         else:
-            out.append(neutralise(para.text))
-        for fig in article.figures_after(index):
+            out.append(neutralise(para["text"]))
+        for fig in figures.get(index, []):
             out.append(render_figure(fig))
     return "\n\n".join(out)
 
@@ -138,16 +146,19 @@ def pending_html(what: str, where: str) -> str:
     )
 
 
+_REGION = re.compile(
+    r"<!-- xcomposer:(?P<token>[0-9a-f]{16}):begin -->(?P<html>.*?)"
+    r"<!-- xcomposer:(?P=token):end -->",
+    re.DOTALL,
+)
+
+
 class Regions:
     """Marks generated blocks in a page's Markdown and sanitises their HTML afterwards."""
 
     def __init__(self) -> None:
         # A fresh token per page render: model text (HTML-escaped anyway) cannot forge it.
         self.token = secrets.token_hex(8)
-        self._pattern = re.compile(
-            rf"<!-- xcomposer:{self.token}:begin -->(.*?)<!-- xcomposer:{self.token}:end -->",
-            re.DOTALL,
-        )
 
     def wrap(self, markdown: str) -> str:
         return (
@@ -156,11 +167,17 @@ class Regions:
         )
 
     def count(self, page_html: str) -> int:
-        return len(self._pattern.findall(page_html))
+        return sum(m.group("token") == self.token for m in _REGION.finditer(page_html))
 
     def sanitise(self, page_html: str) -> str:
         """Every marked region cleaned with nh3; the markers themselves removed."""
-        return self._pattern.sub(lambda m: sanitise(m.group(1)), page_html)
+
+        def clean(match: re.Match) -> str:
+            if match.group("token") != self.token:
+                return match.group(0)
+            return sanitise(match.group("html"))
+
+        return _REGION.sub(clean, page_html)
 
 
 def sanitise(fragment: str) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
-from PIL import Image
 
 ASSETS = "assets/xcomposer"
 
@@ -52,6 +51,8 @@ class SiteImages:
         with self._lock:
             if image in self._sizes:
                 return self._sizes[image]
+        from PIL import Image
+
         try:
             with Image.open(image) as img:
                 size: tuple[int, int] | None = img.size

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xcomposer import DESCRIBE_STYLES, IMAGE_SUFFIXES
-
 from .blocks import Block, check_options
 
 DEFAULTS: dict[str, Any] = {
@@ -48,7 +46,7 @@ class Folders:
         return Path(os.path.relpath(path, self.config_dir)).as_posix()
 
     def absolute(self, portable: str) -> Path:
-        return (self.config_dir / portable).resolve()
+        return Path(os.path.normpath(self.config_dir / portable))
 
 
 @dataclass(frozen=True)
@@ -158,6 +156,8 @@ def build_spec(block: Block, folders: Folders, backends: set[str]) -> BlockSpec:
 def _describe_spec(
     block: Block, folders: Folders, opts: dict[str, Any], common: dict[str, Any]
 ) -> BlockSpec:
+    from xcomposer import DESCRIBE_STYLES, IMAGE_SUFFIXES
+
     if not block.argument:
         raise block.error(
             "a describe block names its image in the header: /// describe | images/chart.png "

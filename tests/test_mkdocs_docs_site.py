@@ -19,6 +19,6 @@ def test_docs_build_from_the_committed_cache_without_a_model(
     plugin = build_site(ROOT / "mkdocs.yml", site_dir=str(tmp_path / "site"))
     assert plugin.workshop.frozen
     assert plugin.counts["cached"] >= 2 and plugin.counts["composed"] == 0
-    assert plugin.engines.model_calls() == 0
+    assert plugin.model_calls() == 0
     page = (tmp_path / "site/showcase/index.html").read_text(encoding="utf-8")
     assert main_content(page).count('<figure class="xcomposer-figure">') >= 2

@@ -324,3 +324,25 @@ def test_front_matter_keeps_line_numbers_right(tmp_path: Path, captioned_images:
     config = make_site(tmp_path, {"index.md": page}, images=captioned_images)
     with pytest.raises(PluginError, match=r"index\.md:5:"):
         build_site(config, {"main": ScriptedBackend()})
+
+
+def test_a_cached_rebuild_does_not_start_the_engine_until_a_model_file_changes(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    model = tmp_path / "models/tiny.gguf"
+    config = make_site(
+        tmp_path, {"index.md": COMPOSE}, images=captioned_images, plugin={"model": str(model)}
+    )
+    build_site(config, {"main": ScriptedBackend()})  # fills the cache
+    plugin = build_site(config)  # the engine is asked once (the model file is missing) ...
+    assert plugin.counts == {"cached": 1} and plugin.engines is not None
+    plugin.on_shutdown()  # as at the end of a `mkdocs build` process
+    plugin = build_site(config)  # ... and remembered by the next process: no engine at all
+    assert plugin.counts == {"cached": 1} and plugin.engines is None
+    assert (tmp_path / ".cache/xcomposer/index/plugin-state.json").is_file()
+    # A model file that appears (or changes) is fingerprinted again: entries made by
+    # another model are composed again, here with a file that is not a model.
+    model.parent.mkdir()
+    model.write_bytes(b"not a gguf file" * 100)
+    with pytest.raises(PluginError, match=r"index\.md:1: .*tiny\.gguf"):
+        build_site(config)

@@ -31,7 +31,7 @@ def test_embedded_model_composes_a_page_then_the_cache_builds_it_without_a_model
     config = make_site(tmp_path, {"notes/dawn.md": PAGE}, images=captioned_images)
     plugin = build_site(config)
     assert plugin.counts == {"composed": 1}
-    assert plugin.engines.model_calls() > 0
+    assert plugin.model_calls() > 0
     out = tmp_path / "site/notes/dawn/index.html"
     first = out.read_bytes()
     content = main_content(first.decode())
@@ -44,5 +44,5 @@ def test_embedded_model_composes_a_page_then_the_cache_builds_it_without_a_model
     monkeypatch.setenv("CI", "1")  # frozen: the committed cache is all it has
     plugin = build_site(config)
     assert plugin.counts == {"cached": 1}
-    assert plugin.engines.model_calls() == 0
+    assert plugin.model_calls() == 0
     assert out.read_bytes() == first

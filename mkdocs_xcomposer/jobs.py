@@ -301,7 +301,7 @@ def _alt_text(engine: Engine, image: Path) -> dict[str, str]:
     if match is not None:
         # A person's words first; a description made only of the file name is no alt text.
         described = any(source != "filename" for source, _ in match.sources)
-        text = (match.alt or (match.description if described else "")).strip()
+        text = (match.alt or match.description).strip() if described else ""
     if not text:
         raise InputError(
             f"no description of image {image.name} to write its alt text from",

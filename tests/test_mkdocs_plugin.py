@@ -346,3 +346,41 @@ def test_a_cached_rebuild_does_not_start_the_engine_until_a_model_file_changes(
     model.write_bytes(b"not a gguf file" * 100)
     with pytest.raises(PluginError, match=r"index\.md:1: .*tiny\.gguf"):
         build_site(config)
+
+
+def test_an_image_known_only_by_its_file_name_gets_no_alt_and_a_warning(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    from PIL import Image
+
+    (tmp_path / "docs/img").mkdir(parents=True)
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(tmp_path / "docs/img/IMG_2034.png")
+    page = "# Photos\n\n![](img/IMG_2034.png)\n"
+    config = make_site(tmp_path, {"index.md": page}, plugin={"alt_text": "missing"})
+    build_site(config, {"main": ScriptedBackend()})
+    (img,) = Elements(main_content((tmp_path / "site/index.html").read_text())).all("img")
+    assert img["alt"] == "", "a file name is no description"
+    with pytest.raises(Abort, match="strict"):
+        build_site(config, {"main": ScriptedBackend()}, strict=True)
+
+
+def test_blocks_work_beside_pymdownx_blocks(tmp_path: Path, captioned_images: Path) -> None:
+    """With pymdownx.blocks enabled, its own blocks inside an illustrate body still render."""
+    page = (
+        "# Story\n\n//// illustrate\n    max_images: 1\n\n"
+        "The engineers check the rocket before dawn.\n\n"
+        "/// details | The checklist\nFuel, valves, weather.\n///\n\n"
+        "Later they drink coffee while the countdown runs.\n////\n"
+    )
+    config = make_site(
+        tmp_path,
+        {"index.md": page},
+        images=captioned_images,
+        theme="material",
+        extra={"markdown_extensions": ["pymdownx.blocks.details", "pymdownx.blocks.admonition"]},
+    )
+    build_site(config, {"main": ScriptedBackend()})
+    content = main_content((tmp_path / "site/index.html").read_text())
+    assert "<details>" in content and "<summary>The checklist</summary>" in content
+    assert content.count('<figure class="xcomposer-figure">') == 1
+    assert "////" not in content and "illustrate" not in content

@@ -351,6 +351,7 @@ def main() -> int:
     plain_wall = statistics.median(w for _, w in plain_runs)
     ratio = plugin_s / plain_s
     first_ratio = first[0] / plain_s
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     recomposed = serve["after_edit"].get("pending", 0) + serve["after_edit"].get("composed", 0)
     print(f"median CPU: plugin {plugin_s:.2f} s, pasted {plain_s:.2f} s, ratio {ratio:.3f}")
     print(f"first build of the checkout: {first[0]:.2f} s CPU, ratio {first_ratio:.3f}")
@@ -365,7 +366,9 @@ writer's page (prose, a code block, a list, a table, a note) with one compose an
 illustrate block; Material theme; the example site's photos as the library; every block in
 the cache.  Each build is a fresh `mkdocs build` process; the plugin's site builds frozen,
 as on a CI machine without the model.  Times are the build process's CPU time (user +
-system; a build uses one core), medians of {args.runs} alternated runs:
+system; a build uses one core, and unlike wall time CPU time does not grow when other
+work shares the machine: load average {load} at the end of this run), medians of
+{args.runs} alternated runs:
 
 | site | median CPU time | runs | median wall time |
 |---|---:|---|---:|
@@ -374,9 +377,10 @@ system; a build uses one core), medians of {args.runs} alternated runs:
 
 Ratio plugin / pasted: **{ratio:.3f}** (target <= 1.15).
 
-The first build of a fresh checkout also imports the engine once, to learn its identity
-and the model's fingerprint (remembered in `.cache/xcomposer/index/`, not committed):
-{first[0]:.2f} s CPU, ratio {first_ratio:.3f}.
+The first build of a fresh checkout (a CI clone) also imports the engine once, to learn
+its identity and the model's fingerprint, then remembers them in `.cache/xcomposer/index/`
+(not committed): {first[0]:.2f} s CPU, ratio {first_ratio:.3f}.  That difference is the
+engine's import (numpy and pydantic among it), not work on the blocks.
 
 Under `mkdocs serve`'s rebuild (the plugin kept across builds), editing the instruction
 of one block out of {PAGES * BLOCKS_PER_PAGE}: the rebuild composed **{recomposed}** block

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..cache import ResultCache
 from ..config import LibraryConfig
-from ..errors import ImageError, XComposerError
+from ..errors import BackendError, CacheMissError, ImageError, ModelError, XComposerError
 from ..images import file_sha256, open_image
 from ..progress import Progress, ProgressCallback
 from .docs_refs import collect_references
@@ -331,7 +331,9 @@ class Indexer:
             kind = f"vision:{self.describer_id}"
             try:
                 text = self._remembered(sha, kind, lambda: self.describe_image(path))
-            except XComposerError as err:
+            except (ModelError, BackendError, CacheMissError):
+                raise  # the model itself is broken or absent: every image would fail the same way
+            except XComposerError as err:  # this image only
                 report.warnings.append(f"no vision caption for {path}: {err}")
                 flags.remove(kind)  # so that the next run asks again
                 text = self.store.any_vision_caption(sha)

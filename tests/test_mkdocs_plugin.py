@@ -384,3 +384,24 @@ def test_blocks_work_beside_pymdownx_blocks(tmp_path: Path, captioned_images: Pa
     assert "<details>" in content and "<summary>The checklist</summary>" in content
     assert content.count('<figure class="xcomposer-figure">') == 1
     assert "////" not in content and "illustrate" not in content
+
+
+def test_a_block_picks_a_named_backend(tmp_path: Path, captioned_images: Path) -> None:
+    engine = {"backends": {"served": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1"}}}
+    page = COMPOSE.replace("    sections: 2", "    sections: 2\n    backend: served")
+    config = make_site(
+        tmp_path, {"index.md": page}, images=captioned_images, plugin={"engine": engine}
+    )
+    main, served = ScriptedBackend(), ScriptedBackend(name="served")
+    build_site(config, {"main": main, "served": served})
+    assert served.requests and not main.requests
+
+
+def test_describe_without_a_vision_model_says_how_to_get_one(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    (tmp_path / "docs/img").mkdir(parents=True)
+    (tmp_path / "docs/img/cat.png").write_bytes((captioned_images / "cat.png").read_bytes())
+    config = make_site(tmp_path, {"index.md": "# Cat\n\n/// describe | img/cat.png\n///\n"})
+    with pytest.raises(PluginError, match=r"index\.md:3: no vision model .*configure one"):
+        build_site(config, {"main": ScriptedBackend(vision=False)})

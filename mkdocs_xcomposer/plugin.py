@@ -228,7 +228,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         self.outcomes.update(outcomes)
         for job in {j.digest: j for j in jobs}.values():
             outcome = outcomes[job.digest]
-            self.counts[outcome.state] += 1
+            self.counts[f"alt {outcome.state}" if job.kind == "alt" else outcome.state] += 1
             if outcome.state in ("missing", "failed"):
                 if job.kind == "alt":
                     log.warning("%s", outcome.error)
@@ -393,12 +393,12 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         if not self.config.enabled or self.workshop is None:
             return
         c = self.counts
-        blocks = c["cached"] + c["composed"] + c["pending"]
+        blocks = c["cached"] + c["composed"] + c["pending"] + c["failed"] + c["missing"]
         if blocks or c["alt filled"]:
             calls = self.model_calls() - self.calls_before
             log.info(
-                "%d block(s) and alt text: %d composed, %d from cache, %d being composed, "
-                "%d failed; %d alt text(s) filled; %d model call(s)",
+                "%d block(s): %d composed, %d from cache, %d being composed, %d failed; "
+                "%d alt text(s) filled; %d model call(s)",
                 blocks,
                 c["composed"],
                 c["cached"],

@@ -13,6 +13,7 @@ import http.server
 import os
 import shutil
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,18 +40,32 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example site, built from its committed cache (composed on a miss)."""
+    """The example site, built from its committed cache (composed on a miss, with a warning)."""
     if not CHROMIUM.exists():
         pytest.skip("no browser: /usr/bin/chromium is missing (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    site = tmp_path_factory.mktemp("example-site")
+    # A copy, so that a stale committed cache is filled there, never in the repository.
+    copy = tmp_path_factory.mktemp("example")
+    for part in ("mkdocs.yml", "docs", "images", ".cache/xcomposer/blocks"):
+        source = EXAMPLE.parent / part
+        if source.is_dir():
+            shutil.copytree(source, copy / part)
+        elif source.is_file():
+            shutil.copy(source, copy / part)
+    site = copy / "site"
     mp = pytest.MonkeyPatch()
-    mp.setenv("XCOMPOSER_FROZEN", "0")  # a stale committed cache is filled, not a failure
+    mp.setenv("XCOMPOSER_FROZEN", "0")  # compose what the committed cache lacks
     mp.setenv("SOURCE_DATE_EPOCH", "1700000000")
     try:
-        build_site(EXAMPLE, site_dir=str(site))
+        plugin = build_site(copy / "mkdocs.yml", site_dir=str(site))
     finally:
         mp.undo()
+    if plugin.counts["composed"]:
+        warnings.warn(
+            "the example's committed cache is stale: run `make demo` and commit "
+            "examples/.cache/xcomposer/blocks",
+            stacklevel=1,
+        )
     return site
 
 

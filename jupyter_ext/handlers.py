@@ -49,11 +49,6 @@ class XComposerHandler(ExtensionHandlerMixin, APIHandler):
     def service(self) -> Any:
         return self.extensionapp.service
 
-    @property
-    def owner(self) -> str:
-        user = self.current_user
-        return getattr(user, "username", "") or ""
-
     def paths(self) -> RootPaths:
         try:
             trusted = list(self.service.config.library.roots)
@@ -133,11 +128,11 @@ class OperationHandler(XComposerHandler):
     async def post(self) -> None:
         data = self.json_body()
         try:
+            _ = self.service.config  # a broken engine configuration is a 422 here
             prepared = await prepare(self.op, data, self.paths())
-            self.service.config  # noqa: B018 - a broken engine config fails here, as a 422
         except XComposerError as err:
             raise self.fail(err) from None
-        await self.start(self.service.submit(prepared, self.owner))
+        await self.start(self.service.submit(prepared))
 
 
 class ComposeHandler(OperationHandler):
@@ -159,17 +154,19 @@ class DescribeHandler(XComposerHandler):
     async def post(self) -> None:
         kind = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         try:
+            _ = self.service.config
             if kind.startswith("image/") or kind == "application/octet-stream":
                 prepared = self.upload()
             else:
                 prepared = await prepare("describe", self.json_body(), self.paths())
-            self.service.config  # noqa: B018
         except XComposerError as err:
             raise self.fail(err) from None
-        await self.start(self.service.submit(prepared, self.owner))
+        await self.start(self.service.submit(prepared))
 
     def upload(self) -> Any:
-        args = {k: self.get_query_argument(k) for k in ("question", "style", "language", "name")}
+        args = {
+            k: self.get_query_argument(k, "") for k in ("question", "style", "language", "name")
+        }
         name = args.pop("name") or "upload"
         req = parse_request("describe", {k: v for k, v in args.items() if v})
         assert isinstance(req, DescribeRequest)
@@ -180,9 +177,6 @@ class DescribeHandler(XComposerHandler):
             name=name,
         )
         return describe_work(req, path, f"upload:{path.stem[:16]}")
-
-    def get_query_argument(self, name: str, default: Any = "") -> Any:  # type: ignore[override]
-        return super().get_query_argument(name, default)
 
 
 class JobHandler(XComposerHandler):

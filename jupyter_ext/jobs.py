@@ -44,7 +44,6 @@ class Job:
 
     id: str
     op: str
-    owner: str = ""
     state: str = QUEUED
     events: list[dict[str, Any]] = field(default_factory=list)
     dropped_events: int = 0
@@ -165,11 +164,9 @@ class JobQueue:
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
 
-    def submit(
-        self, op: str, work: Callable[[Callable[[Progress], None]], Any], owner: str = ""
-    ) -> Job:
+    def submit(self, op: str, work: Callable[[Callable[[Progress], None]], Any]) -> Job:
         """Queue ``work(progress_callback)``; its return value becomes the job's result."""
-        job = Job(id=f"{next(self._counter)}-{secrets.token_hex(12)}", op=op, owner=owner)
+        job = Job(id=f"{next(self._counter)}-{secrets.token_hex(12)}", op=op)
         with self._lock:
             self._jobs[job.id] = job
             self._forget_old()

@@ -31,7 +31,7 @@ EDIT_OPS = (
     "replace_image",
     "remove_image",
 )
-Library = str | list[str] | None
+LibraryField = str | list[str] | None
 
 
 class _Request(BaseModel):
@@ -40,7 +40,7 @@ class _Request(BaseModel):
 
 class ComposeRequest(_Request):
     instruction: str
-    library: Library = None
+    library: LibraryField = None
     n_images: int | Literal["auto"] = "auto"
     candidates: int = Field(4, ge=1, le=32)
     language: str | None = None
@@ -53,7 +53,7 @@ class ComposeRequest(_Request):
 
 class IllustrateRequest(_Request):
     text: str
-    library: Library = None
+    library: LibraryField = None
     n_images: int | Literal["auto"] = "auto"
     candidates: int = Field(4, ge=1, le=32)
     seed: int | None = None
@@ -75,7 +75,7 @@ class EditRequest(_Request):
     after: int | None = None
     topic: str = ""
     figure: int | None = None
-    library: Library = None
+    library: LibraryField = None
     candidates: int = Field(4, ge=1, le=32)
     seed: int | None = None
     cells: bool = False
@@ -122,7 +122,7 @@ def parse_request(op: str, data: Any) -> _Request:
         ) from None
 
 
-async def _library(library: Library, paths: Paths) -> list[Path] | None:
+async def _library(library: LibraryField, paths: Paths) -> list[Path] | None:
     if library is None or library == "" or library == []:
         return None
     folders = [library] if isinstance(library, str) else library

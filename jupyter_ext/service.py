@@ -86,11 +86,9 @@ class EngineService:
             return self._upload_dir
 
     # -- operations ---------------------------------------------------------------------
-    def submit(self, prepared: Prepared, owner: str = "") -> Job:
+    def submit(self, prepared: Prepared) -> Job:
         """Queue a prepared call; the engine is created by the worker, not the request."""
-        return self.queue.submit(
-            prepared.op, lambda progress: prepared.work(self.engine, progress), owner=owner
-        )
+        return self.queue.submit(prepared.op, lambda progress: prepared.work(self.engine, progress))
 
     def status(self) -> dict[str, Any]:
         try:

@@ -1,1 +1,1 @@
-"""MkDocs plugin (to come)."""
+"""The ``xcomposer`` MkDocs plugin: compose blocks become illustrated pages (see plugin.py)."""

@@ -6,6 +6,8 @@ mkdocs.yml; a block's ``images:`` is relative to docs_dir.
 
 from __future__ import annotations
 
+import os
+
 from mkdocs.config import config_options as c
 from mkdocs.config.base import Config
 
@@ -111,3 +113,13 @@ class XComposerConfig(Config):
 
     prune = c.Type(bool, default=True)
     """Remove cache entries no page uses any more, at the end of a full, successful build."""
+
+
+def resolve_frozen(option: bool | None) -> bool:
+    """``XCOMPOSER_FROZEN`` (0/1) beats the ``frozen`` option, which beats ``CI`` being set."""
+    env = os.environ.get("XCOMPOSER_FROZEN", "").strip().lower()
+    if env:
+        return env not in ("0", "false", "no", "off")
+    if option is not None:
+        return option
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

@@ -82,7 +82,7 @@ def materialize(
     ``backends``: backends by name that replace the configured ones, as in the plugin.
     """
     from .blocks import BlockError, find_blocks
-    from .plugin import _has_h1
+    from .page_text import has_h1
     from .spec import build_spec
 
     if not page.is_file():
@@ -126,7 +126,7 @@ def materialize(
                 f"build the site first (mkdocs build -f {config_file}), then materialize",
             )
         page_jobs.append((block, spec, result))
-    has_h1 = _has_h1(text, [(b, None) for b, _, _ in page_jobs])
+    has_h1 = has_h1(text, [(b, None) for b, _, _ in page_jobs])
     out, pos, first = [], 0, True
     for block, spec, result in page_jobs:
         level = spec.title_level or (1 if first and not has_h1 else 2)

@@ -10,8 +10,6 @@ events then only substitute finished results and sanitise their HTML.
 
 from __future__ import annotations
 
-import os
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,10 +25,11 @@ from . import engine_state
 from .alt_text import MissingAlt, find_missing, with_alt
 from .block_cache import BlockCache
 from .blocks import Block, BlockError, find_blocks
-from .config import XComposerConfig
+from .config import XComposerConfig, resolve_frozen
 from .engine_state import EngineFacts
 from .fingerprint import Fingerprints
 from .jobs import Job, Outcome, Workshop, load_article
+from .page_text import front_matter_lines, has_h1, lines_before, short, shown
 from .render import (
     FigureStyle,
     Regions,
@@ -43,18 +42,6 @@ from .site_files import SiteImages
 from .spec import BlockSpec, Folders, build_spec
 
 log = get_plugin_logger(__name__)
-
-_H1 = re.compile(r"^(#[ \t]+\S|[^\n]+\n=+[ \t]*$)", re.MULTILINE)
-
-
-def resolve_frozen(option: bool | None) -> bool:
-    """``XCOMPOSER_FROZEN`` (0/1) beats the ``frozen`` option, which beats ``CI`` being set."""
-    env = os.environ.get("XCOMPOSER_FROZEN", "").strip().lower()
-    if env:
-        return env not in ("0", "false", "no", "off")
-    if option is not None:
-        return option
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 class XComposerPlugin(BasePlugin[XComposerConfig]):
@@ -113,7 +100,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         self.style = FigureStyle(
             self.config.figure_class, self.config.image_width, self.config.figure_caption
         )
-        fill = f"XCOMPOSER_FROZEN=0 mkdocs build -f {_shown(config.config_file_path)}"
+        fill = f"XCOMPOSER_FROZEN=0 mkdocs build -f {shown(config.config_file_path)}"
         settings = (
             BlockCache(cache_dir),
             facts,
@@ -216,7 +203,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
                     markdown,
                     file.src_uri,
                     Path(file.abs_src_path or ""),
-                    _lines_before(raw, markdown),
+                    lines_before(raw, markdown),
                 )
             except BlockError as err:
                 errors.append(str(err))
@@ -282,7 +269,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
                 markdown,
                 src,
                 Path(page.file.abs_src_path or ""),
-                _front_matter_lines(page, markdown),
+                front_matter_lines(page, markdown),
             )
         except BlockError as err:
             self._fail([str(err)])
@@ -315,7 +302,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             spec = self.specs[job.digest]
             level = spec.title_level
             if level is None:
-                level = 2 if not first_compose or _has_h1(markdown, page_jobs) else 1
+                level = 2 if not first_compose or has_h1(markdown, page_jobs) else 1
             if item.kind == "compose":
                 first_compose = False
             text, count = self._render(spec, outcome.result, level, regions, page, files, config)
@@ -353,7 +340,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             text = result["text"]
             shown = None
             if spec.show_image:
-                shown = figure(spec.image, _short(text), text)
+                shown = figure(spec.image, short(text), text)
             return regions.wrap(describe_markdown(text, shown)), 1
         article = load_article(result, self.folders)
         if spec.kind == "compose":
@@ -447,48 +434,3 @@ def _warn_shortfalls(job: Job, result: dict[str, Any]) -> None:
     for key, note in sorted(result.get("provenance", {}).items()):
         if key.startswith("figure_") or key == "image_count" and "asked" in str(note):
             log.warning("%s: %s", job.where, note)
-
-
-def _has_h1(markdown: str, page_jobs: list[tuple[Any, Job]]) -> bool:
-    """Whether the page has its own level-1 heading outside its blocks."""
-    parts, pos = [], 0
-    for item, _ in page_jobs:
-        parts.append(markdown[pos : item.start])
-        pos = item.end
-    parts.append(markdown[pos:])
-    return any(_H1.search(_without_fences(p)) for p in parts)
-
-
-def _without_fences(text: str) -> str:
-    return re.sub(r"^(`{3,}|~{3,}).*?^\1[ \t]*$", "", text, flags=re.MULTILINE | re.DOTALL)
-
-
-def _front_matter_lines(page: Page, markdown: str) -> int:
-    """Lines before ``markdown`` in the page's file (its YAML front matter)."""
-    try:
-        raw = page.file.content_string
-    except (OSError, ValueError):
-        return 0
-    return _lines_before(raw, markdown)
-
-
-def _lines_before(raw: str, markdown: str) -> int:
-    if not markdown or raw.startswith(markdown):
-        return 0
-    pos = raw.find(markdown)
-    return raw[:pos].count("\n") if pos > 0 else 0
-
-
-def _short(text: str, limit: int = 150) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
-
-
-def _shown(path: str | None) -> str:
-    if not path:
-        return "mkdocs.yml"
-    try:
-        shown = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if shown.startswith("..") else shown

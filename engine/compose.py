@@ -21,7 +21,7 @@ from .config import GenerationConfig
 from .errors import BackendError
 from .progress import Progress, ProgressCallback, ignore_progress
 from .recipes import Recipe
-from .text_cleaning import last_words, one_line, prose
+from .text_cleaning import first_sentence, last_words, one_line, prose
 
 if TYPE_CHECKING:
     from .library import Library, Match
@@ -140,7 +140,7 @@ class Composer:
             repeat_penalty=1.1,
             **lang_field,
         )
-        headings = _headings_from_json(answer.text)
+        headings = _headings_from_json(answer)
         dropped = opts.sections - len(headings)
         if not headings:
             headings = [one_line(instruction, 10)]
@@ -249,31 +249,39 @@ class Composer:
 
     # -- (c) caption ----------------------------------------------------------------
     def caption_spots(self, article: Article, positions: Sequence[int]) -> dict[int, str]:
-        """A caption (the retrieval query) per spot, from the text up to the paragraph after it."""
+        """A caption (the retrieval query) per spot, from the text up to the paragraph after it,
+        the captions already written, and the spot's own paragraph quoted last.
+
+        A caption that repeats an earlier one (small models copy) is replaced by the spot
+        paragraph's first sentence, and the figure's provenance says so.
+        """
         captions: dict[int, str] = {}
         recipe = self.caller.recipe("caption")
         for k, pos in enumerate(positions):
             self._report("caption", k, len(positions))
-            context = _context(article, pos + 1)
             previous = ""
             if captions:
                 listed = "; ".join(f'"{c}"' for c in captions.values())
                 previous = recipe.text("caption_previous", self.lang).format(captions=listed)
             number = sum(1 for p in article.paragraphs[: pos + 1] if p.kind == "text")
+            spot = article.paragraphs[pos].text
             answer = self._ask(
                 "caption",
                 "caption",
-                context=context,
+                context=_context(article, pos + 1),
                 previous=previous,
                 index=number,
+                spot=spot,
                 max_tokens=40,
                 stop=("\n",),
             )
             caption = one_line(answer.text, 20)
-            if not caption:
-                caption = one_line(article.paragraphs[pos].text, 20)
+            seen = {c.casefold() for c in captions.values()}
+            if not caption or caption.casefold() in seen:
+                why = "empty" if not caption else "a repeat of an earlier one"
+                caption = one_line(first_sentence(spot), 20)
                 article.provenance[f"caption_{pos}"] = (
-                    "paragraph text (the model's caption was empty)"
+                    f"paragraph text (the model's caption was {why})"
                 )
             captions[pos] = caption
             self._report("caption", k + 1, len(positions), answer)
@@ -342,7 +350,9 @@ class Composer:
                     ],
                     provenance={
                         "position": "model",
-                        "caption": "model",
+                        "caption": (
+                            "paragraph" if f"caption_{pos}" in article.provenance else "model"
+                        ),
                         "image": how,
                         "alt": alt_how,
                     },
@@ -363,11 +373,16 @@ def _context(article: Article, until: int) -> str:
     return "\n".join(p.text for p in article.paragraphs[: until + 1])
 
 
-def _headings_from_json(text: str) -> list[str]:
+def _headings_from_json(answer: Generation) -> list[str]:
     """Headings from the constrained outline answer, cleaned; blank and repeated ones dropped."""
     try:
-        items = json.loads(text)
+        items = json.loads(answer.text)
     except ValueError:
+        if answer.truncated:
+            raise BackendError(
+                f"the model's outline was cut off at {answer.completion_tokens} tokens",
+                "use fewer sections, or a model that writes shorter headings",
+            ) from None
         raise BackendError(
             "the model's outline was not the JSON it was constrained to",
             "this backend ignores constraints; pick another backend or model",

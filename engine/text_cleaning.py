@@ -42,3 +42,9 @@ def prose(text: str, truncated: bool) -> list[str]:
 def last_words(text: str, count: int = 30) -> str:
     words = text.split()
     return " ".join(words[-count:])
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a paragraph (all of it when no sentence end is found)."""
+    match = _SENTENCE_END.search(text)
+    return text[: match.end()] if match else text

@@ -311,6 +311,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         print(
             f"evaluation ({name}): recall@1 {res.recall_at_1:.3f}, recall@4 {res.recall_at_4:.3f}"
         )
+    r["load_end"] = os.getloadavg()[0]
     return r
 
 
@@ -426,6 +427,7 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="xc-bench-library-") as tmp:
             results = run(args, Path(tmp))
+    print(json.dumps(results), flush=True)  # the raw figures, whatever happens next
     text = report(results)
     print("\n" + text)
     if args.write_docs:

@@ -215,13 +215,15 @@ class Library:
         version = self.store.data_version()
         if self._view is None or version != self._view_version:
             keys = list(self._keys)
-            if self.store.pending(keys, self.text_embedder.model_id):
+            image_model = self.image_embedder.model_id if self.image_embedder else None
+            view = self.store.load_view(keys, self.text_embedder.model_id, image_model)
+            if len(view) < self.store.count(keys):  # some wait for embeddings (embed=False)
                 Indexer(
                     self.store, self._keys, self.index_dir, self.config, self.text_embedder,
                     None, self.cache, None, None,
                 ).embed_pending(ignore_progress)  # fmt: skip
-            image_model = self.image_embedder.model_id if self.image_embedder else None
-            self._view = self.store.load_view(keys, self.text_embedder.model_id, image_model)
+                view = self.store.load_view(keys, self.text_embedder.model_id, image_model)
+            self._view = view
             self._view_version = self.store.data_version()
             self._lookup = None
         return self._view

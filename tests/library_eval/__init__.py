@@ -12,6 +12,7 @@ each names the one image that should come first.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from dataclasses import dataclass
@@ -21,8 +22,17 @@ from PIL import Image
 
 from .drawings import DRAWINGS
 
-SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
-SKLEARN_IMAGES = Path(__import__("sklearn.datasets").datasets.__file__).parent / "images"
+
+def _package_dir(name: str) -> Path:
+    """Where an installed package lives, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{name} is needed for the library evaluation's photos")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+SKIMAGE_DATA = _package_dir("skimage") / "data"  # scikit-image (the dev extra)
+SKLEARN_IMAGES = _package_dir("sklearn") / "datasets" / "images"  # with sentence-transformers
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ PHOTOS = [
     ("crop:chelsea.png:150,40,330,140", "photos/IMG_0413.png", "sidecar", "Close-up of Chelsea's eyes and whiskers", ("cat", "eyes", "close-up")),
     ("sk:coffee.png", "photos/IMG_0415.png", "captions", "Morning coffee in a white cup on a saucer", ("coffee", "cup", "drink")),
     ("sk:horse.png", "photos/IMG_0420.png", "captions", "Black silhouette of a horse", ("horse", "silhouette")),
-    ("sk:rocket.jpg", "space/launch.jpg", "xmp", "Rocket on the launch pad before lift-off", ("rocket", "launch")),
+    ("sk:rocket.jpg", "space/launch.jpg", "xmp", "Launch day|Rocket on the launch pad before lift-off", ("rocket", "launch")),
     ("sk:astronaut.png", "space/crew-portrait.png", "png-text", "Portrait of astronaut Eileen Collins in her flight suit", ("astronaut", "woman", "space")),
     ("sk:hubble_deep_field.jpg", "space/hubble-deep-field.jpg", "filename", "", ("galaxies", "telescope", "space")),
     ("sk:moon.png", "space/moon.png", "markdown", "The cratered surface of the Moon", ("moon", "craters")),
@@ -61,7 +71,7 @@ PHOTOS = [
     ("sk:grass.png", "textures/grass.png", "filename", "", ("grass", "texture")),
     ("sk:gravel.png", "textures/gravel.png", "filename", "", ("gravel", "texture")),
     ("sk:coins.png", "misc/coins.jpg", "exif", "Ancient Greek coins laid out in rows", ("coins", "money", "history")),
-    ("sk:camera.png", "misc/cameraman.png", "xmp", "A photographer looking through a film camera on a tripod", ("photographer", "camera", "tripod")),
+    ("sk:camera.png", "misc/cameraman.png", "xmp", "Cameraman|A photographer looking through a film camera on a tripod", ("photographer", "camera", "tripod")),
     ("sk:cell.png", "science/microscopy/sample-08.png", "sidecar", "A single cell in phase contrast", ("cell", "microscopy")),
     ("sk:microaneurysms.png", "science/eye/detail.png", "captions-json", "Microaneurysms in a retina, detail", ("retina", "eye", "medical")),
     ("sk:chessboard_RGB.png", "misc/chessboard.png", "filename", "", ("chessboard", "pattern")),
@@ -184,7 +194,7 @@ def _describe(img: Image.Image, dest: Path, how: str, text: str, folders: dict) 
         exif[0x010E] = text
         img.convert("RGB").save(dest, "JPEG", quality=90, exif=exif)
     elif how == "xmp":
-        title = text.split(" ")[0]
+        title, text = text.split("|")  # an XMP title and description
         if dest.suffix == ".png":
             info = PngInfo()
             info.add_itxt("XML:com.adobe.xmp", _xmp(title, text).decode())

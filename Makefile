@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(LLAMA_WHEEL_STAMP)
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/demo.py --fresh
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from xcomposer.cache import ResultCache
 from xcomposer.config import LibraryConfig
-from xcomposer.errors import BackendError
+from xcomposer.errors import BackendError, ImageError
 from xcomposer.library import Library, indexer
 from xcomposer.library.docs_refs import collect_references
 from xcomposer.library.sources import (
@@ -250,14 +250,16 @@ class Captioner:
 
     fingerprint = {"model": "test-vision", "recipe": 1}
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: type[Exception] | None = None) -> None:
         self.calls: list[str] = []
         self.fail = fail
 
     def __call__(self, path: Path) -> str:
         self.calls.append(path.name)
-        if self.fail:
-            raise BackendError("the vision server is unreachable", "start it")
+        if self.fail is ImageError:
+            raise ImageError(f"image {path} is too small for the vision model", "use a larger one")
+        if self.fail is not None:
+            raise self.fail("the vision server is unreachable", "start it")
         return {"cat.png": "a striped cat glancing sideways", "moon.png": "the moon, grey"}.get(
             path.name, "a picture"
         )
@@ -295,19 +297,32 @@ def test_vision_captions_are_made_once_per_image_content(tmp_path):
         assert dict(lib.entry(folder / "kitty.png").sources)["vision"].startswith("a striped")
 
 
-def test_a_failing_captioner_costs_no_image_and_is_asked_again_next_time(tmp_path):
+def test_a_caption_failing_for_one_image_costs_no_image_and_is_asked_again(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
     shutil.copy(SKIMAGE_DATA / "chelsea.png", folder / "IMG_0001.png")
     (folder / "IMG_0001.txt").write_text("Our cat\n")
-    failing = Captioner(fail=True)
-    with Library.open([folder], describe_image=failing) as lib:
+    with Library.open([folder], describe_image=Captioner(fail=ImageError)) as lib:
         report = lib.update()
         assert [p.name for p in report.added] == ["IMG_0001.png"]
-        assert "no vision caption for" in str(report) and "unreachable" in str(report)
+        assert "no vision caption for" in str(report) and "too small" in str(report)
         assert lib.search("cat", k=1)[0].matched == "sidecar: Our cat"
     working = Captioner()
     with Library.open([folder], describe_image=working) as lib:
         report = lib.update()
         assert working.calls == ["IMG_0001.png"] and report.updated
         assert dict(lib.entry(folder / "IMG_0001.png").sources)["vision"] == "a picture"
+
+
+def test_a_broken_vision_model_stops_indexing_with_its_own_error(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("chelsea.png", "moon.png", "coins.png"):
+        shutil.copy(SKIMAGE_DATA / name, folder / name)
+    broken = Captioner(fail=BackendError)
+    with Library.open([folder], describe_image=broken) as lib:
+        with pytest.raises(BackendError, match="unreachable"):
+            lib.update()
+        assert len(broken.calls) == 1  # not once per image
+    with Library.open([folder]) as lib:  # the index is intact; without the model, all is indexed
+        assert len(lib.update().added) == 3

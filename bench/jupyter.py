@@ -305,7 +305,10 @@ def report(compose: dict, describe: dict, memory: dict, args: argparse.Namespace
         f"{max(abs(a - b) / b for a, b in zip(rest, direct, strict=True)):.0%} either "
         f"way: the machine is shared (load average {args.load[0]:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores), so only the totals "
-        "over turns say anything.",
+        "over turns say anything, and a ratio below 1 is that noise, not a speed-up: both "
+        "sides make the same llama.cpp calls. The API's own cost per job is about "
+        f"{low['path'] - low['direct']:.0f} ms (the fastest describe calls below, REST by path "
+        "minus in-process), against tens of seconds of model work.",
         "",
         f"**describe** (the tiny random vision GGUF from the tests: plumbing, not quality), "
         f"median of {args.describes} calls, each a different question (no cache hits):",

@@ -143,8 +143,6 @@ class Assistant(widgets.VBox):
         self.insert_button.on_click(lambda _: self.insert())
         if self.client.notice:
             self._notice(self.client.notice, "#8a6d00")
-        if getattr(self.frontend, "state", "ready") == "closed":
-            self.frontend.open()
 
     # -- the actions ---------------------------------------------------------------------
     def _options(self) -> dict[str, Any]:

@@ -3,19 +3,19 @@
 A kernel cannot edit the notebook it runs in: the notebook lives in the browser.
 The small JupyterLab extension shipped with this package (``labextension/``)
 registers the comm target ``jupyter_xcomposer`` on every notebook's kernel; the
-assistant opens a comm there and asks it to insert Markdown cells (then save),
-to give the text of the cell the person selected, or the last image output.
+assistant opens a comm there for each request: insert Markdown cells (then save),
+give the text of the cell the person selected, or the last image output.
 Answers arrive as comm messages, so every request here takes callbacks.
 
-Where the extension is absent (another frontend, or not installed), the comm is
-closed at once and :attr:`Frontend.state` becomes ``"absent"``.
+Where the extension is absent (another frontend, or not installed), the frontend
+closes the comm at once and the request fails with a message saying so.
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +27,10 @@ ABSENT = (
     "the jupyter-xcomposer JupyterLab extension is not active in this frontend, so cells "
     "cannot be inserted here: the preview shows the result and the assistant's .cells hold "
     "the cells (install the package in JupyterLab's environment and reload the page)"
+)
+NO_ANSWER = (
+    "the notebook did not answer within the time limit (is the jupyter-xcomposer JupyterLab "
+    "extension active in this browser tab?)"
 )
 
 
@@ -55,70 +59,60 @@ def in_kernel() -> bool:
 
 
 class Frontend:
-    """Requests to the JupyterLab extension over one comm; replies come to callbacks."""
+    """Requests to the JupyterLab extension, one comm each; replies come to callbacks.
 
-    def __init__(self, anchor: str | None = None) -> None:
+    A comm per request survives page reloads and kernel reconnections: the request
+    travels in the comm's opening message, the extension answers on the comm, and the
+    kernel closes it.  No answer within ``timeout`` seconds counts as a failure.
+    """
+
+    def __init__(self, anchor: str | None = None, timeout: float = 30.0) -> None:
         self.anchor = anchor
-        self.state = "closed"
+        self.timeout = timeout
+        self.state = "unknown"  # "ready" once the extension answered, "absent" once refused
         self.path: str | None = None
-        self.on_state: Callable[[str], None] | None = None
-        self._comm: Any = None
-        self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[Reply, Failure]] = {}
 
-    @classmethod
-    def for_current_cell(cls) -> Frontend:
-        frontend = cls(current_cell_id())
-        frontend.open()
-        return frontend
-
-    def open(self) -> None:
+    def request(self, action: str, payload: dict[str, Any], ok: Reply, fail: Failure) -> None:
         if not in_kernel():
-            self._set_state("absent")
+            self.state = "absent"
+            fail(ABSENT)
             return
         from comm import create_comm
 
-        self._set_state("connecting")
-        self._comm = create_comm(
-            target_name=TARGET, data={"action": "hello", "anchor": self.anchor}
+        lock = threading.Lock()
+        settled: list[bool] = []
+
+        def settle(callback: Callable[[Any], None], value: Any) -> None:
+            with lock:
+                if settled:
+                    return
+                settled.append(True)
+            timer.cancel()
+            callback(value)
+
+        def on_msg(msg: dict[str, Any]) -> None:
+            data = msg.get("content", {}).get("data", {}) or {}
+            self.state = "ready"
+            self.path = data.get("path", self.path)
+            comm.close()
+            if data.get("ok"):
+                settle(ok, data)
+            else:
+                settle(fail, str(data.get("error") or "the JupyterLab extension failed"))
+
+        def on_close(_msg: Any) -> None:
+            if not settled:
+                self.state = "absent"
+            settle(fail, ABSENT)
+
+        timer = threading.Timer(self.timeout, lambda: settle(fail, NO_ANSWER))
+        timer.daemon = True
+        comm = create_comm(
+            target_name=TARGET, data={"action": action, "anchor": self.anchor, **payload}
         )
-        self._comm.on_msg(self._on_msg)
-        self._comm.on_close(self._on_close)
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        if self.on_state is not None:
-            self.on_state(state)
-
-    def _on_msg(self, msg: dict[str, Any]) -> None:
-        data = msg.get("content", {}).get("data", {}) or {}
-        if data.get("action") == "ready":
-            self.path = data.get("path")
-            self._set_state("ready")
-            return
-        callbacks = self._pending.pop(data.get("request"), None)
-        if callbacks is None:
-            return
-        ok, fail = callbacks
-        if data.get("ok"):
-            ok(data)
-        else:
-            fail(str(data.get("error") or "the JupyterLab extension failed"))
-
-    def _on_close(self, _msg: Any) -> None:
-        self._comm = None
-        self._set_state("absent")
-        pending, self._pending = self._pending, {}
-        for _, fail in pending.values():
-            fail(ABSENT)
-
-    def request(self, action: str, payload: dict[str, Any], ok: Reply, fail: Failure) -> None:
-        if self.state == "absent" or self._comm is None:
-            fail(ABSENT)
-            return
-        number = next(self._ids)
-        self._pending[number] = (ok, fail)
-        self._comm.send({"request": number, "action": action, **payload})
+        comm.on_msg(on_msg)
+        comm.on_close(on_close)
+        timer.start()
 
     def insert(self, cells: list[dict], after: str | None, ok: Reply, fail: Failure) -> None:
         """Insert Markdown cells after cell ``after`` (default: the assistant's cell), then save."""

@@ -45,6 +45,7 @@ CODE = (
     'Assistant("Write a short article about cats and coffee", library="images",\n'
     "          n_images=1, sections=2, words=40)"
 )
+PERSON_TEXT = "My cat naps on the windowsill every morning.\n\nThen she watches me drink coffee."
 MODEL_JSON = """() => {
   const panel = window.jupyterapp.shell.currentWidget;
   return panel.content.model.toJSON();
@@ -76,7 +77,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory, captioned_images: Path) -> Any
     root = work / "root"
     root.mkdir()
     shutil.copytree(captioned_images, root / "images")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(""), nbformat.v4.new_markdown_cell(PERSON_TEXT)]
+    )
     notebook.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -187,12 +190,14 @@ def test_assistant_drafts_and_inserts_illustrated_cells_in_jupyterlab(lab: dict[
             status = page.locator(".widget-label", has_text="and saved").inner_text()
             assert status.startswith("inserted ") and "assistant.ipynb" in status
 
-            # The notebook model: the code cell, then the new Markdown cells with an attachment.
+            # The notebook model: the code cell, the new Markdown cells (one with an
+            # attachment), then the person's own cell, untouched.
             model = page.evaluate(MODEL_JSON)
             cells = model["cells"]
             assert cells[0]["cell_type"] == "code"
-            new = [c for c in cells[1:] if c["cell_type"] == "markdown"]
-            assert len(new) >= 2 and len(new) == len(cells) - 1
+            assert "".join(cells[-1]["source"]) == PERSON_TEXT
+            new = [c for c in cells[1:-1] if c["cell_type"] == "markdown"]
+            assert len(new) >= 2 and len(new) == len(cells) - 2
             with_image = [c for c in new if c.get("attachments")]
             assert len(with_image) == 1
             name = next(iter(with_image[0]["attachments"]))
@@ -216,6 +221,20 @@ def test_assistant_drafts_and_inserts_illustrated_cells_in_jupyterlab(lab: dict[
             )
             page.wait_for_timeout(500)
             page.screenshot(path=str(shot))
+
+            # Illustrate the cell the person selected: click it, then the assistant's button.
+            page.locator(".jp-MarkdownCell").last.click()
+            page.locator("button.widget-button", has_text="Illustrate cell").click()
+            done = page.locator(".widget-label", has_text="illustrate: done")
+            deadline = time.monotonic() + 600
+            while not done.count():
+                assert not error.count(), error.first.inner_text()
+                assert time.monotonic() < deadline, "the illustration did not finish"
+                page.wait_for_timeout(1000)
+            cell_text = page.locator(".widget-textarea textarea").nth(1).input_value()
+            assert cell_text == PERSON_TEXT
+            assert preview.locator("img").count() == 1
+            assert "My cat naps on the windowsill" in preview.inner_text()
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "jupyter-assistant-failure.png"))
             (ARTIFACTS / "jupyter-browser-console.txt").write_text("\n".join(messages))
@@ -226,7 +245,7 @@ def test_assistant_drafts_and_inserts_illustrated_cells_in_jupyterlab(lab: dict[
 
     # The saved file holds the same cells, the image bytes included.
     saved = nbformat.read(lab["root"] / "assistant.ipynb", as_version=4)
-    saved_new = [c for c in saved.cells if c.cell_type == "markdown"]
+    saved_new = [c for c in saved.cells if c.cell_type == "markdown"][:-1]
     assert [c.source for c in saved_new] == ["".join(c["source"]) for c in new]
     attachments = [c.get("attachments") for c in saved_new if c.get("attachments")]
     assert len(attachments) == 1

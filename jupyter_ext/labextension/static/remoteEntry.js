@@ -8,11 +8,11 @@
  * uses the notebook panels it finds in the shell.
  *
  * For every notebook it registers the kernel comm target "jupyter_xcomposer".  The
- * assistant in the kernel opens a comm there and asks, by message:
+ * assistant in the kernel opens one comm per request, the request in its opening data:
  *   {action: "insert", cells: [...], after: CELL_ID}  insert Markdown cells, then save
  *   {action: "selection", exclude: [CELL_ID]}         the cell the person selected last
  *   {action: "last_image"}                            the last image/png output
- * Every answer carries the request number; errors come back as {ok: false, error}.
+ * The answer goes back on the comm; errors come back as {ok: false, error}.
  * Only Markdown cells are inserted: nothing the kernel sends is executed here.
  */
 var _JUPYTERLAB;
@@ -53,7 +53,10 @@ var _JUPYTERLAB;
     if (!cells.length) {
       throw new Error('no Markdown cells to insert');
     }
-    var index = cellIndex(model, data.after || anchor);
+    var index = data.after ? cellIndex(model, data.after) : -1;
+    if (index < 0 && anchor) {
+      index = cellIndex(model, anchor);
+    }
     if (index < 0 && notebook.activeCellIndex >= 0) {
       index = notebook.activeCellIndex;
     }
@@ -108,30 +111,35 @@ var _JUPYTERLAB;
     throw new Error('the notebook has no image output');
   }
 
-  function openComm(panel, history, comm, openMsg) {
-    var anchor = ((openMsg.content || {}).data || {}).anchor || null;
-    comm.onMsg = async function (msg) {
-      var data = msg.content.data || {};
-      var reply;
-      try {
-        if (data.action === 'insert') {
-          reply = await insertCells(panel, anchor, data);
-        } else if (data.action === 'selection') {
-          reply = selection(panel, history, anchor, data);
-        } else if (data.action === 'last_image') {
-          reply = lastImage(panel);
-        } else {
-          throw new Error('unknown action ' + data.action);
-        }
-        reply.ok = true;
-      } catch (err) {
-        reply = { ok: false, error: String((err && err.message) || err) };
+  async function answer(panel, history, anchor, data) {
+    var reply;
+    try {
+      if (data.action === 'insert') {
+        reply = await insertCells(panel, anchor, data);
+      } else if (data.action === 'selection') {
+        reply = selection(panel, history, anchor, data);
+      } else if (data.action === 'last_image') {
+        reply = lastImage(panel);
+      } else {
+        throw new Error('unknown action ' + data.action);
       }
-      reply.request = data.request;
-      reply.action = data.action;
-      comm.send(reply);
-    };
-    comm.send({ action: 'ready', path: panel.context.path });
+      reply.ok = true;
+    } catch (err) {
+      reply = { ok: false, error: String((err && err.message) || err) };
+    }
+    reply.action = data.action;
+    reply.path = panel.context.path;
+    return reply;
+  }
+
+  function openComm(panel, history, comm, openMsg) {
+    // One request per comm: it comes in the opening message; the kernel closes the comm.
+    var data = (openMsg.content || {}).data || {};
+    answer(panel, history, data.anchor || null, data).then(function (reply) {
+      if (!comm.isDisposed) {
+        comm.send(reply);
+      }
+    });
   }
 
   function track(panel, seen) {

@@ -29,6 +29,11 @@ $(LLAMA_WHEEL_STAMP): | $(BIN)/python
 
 $(VENV)/.installed: pyproject.toml constraints.txt $(LLAMA_WHEEL_STAMP)
 	$(PIP_INSTALL) -e '.[all,dev]'
+	# An editable install skips data files: enable the Jupyter parts by hand, as a wheel would.
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp jupyter_ext/etc/jupyter_xcomposer.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	mkdir -p $(VENV)/share/jupyter/labextensions
+	ln -sfn $(CURDIR)/jupyter_ext/labextension $(VENV)/share/jupyter/labextensions/jupyter-xcomposer
 	touch $@
 
 demo: $(VENV)/.installed

@@ -98,7 +98,8 @@ class Engine:
         _, cfg = self.config.backend_for(role)
         name = cfg.recipe
         if name == "auto":
-            model = (cfg.model or "").lower()
+            # the model's own name (file, folder or repo), never the folders above it
+            model = Path(cfg.model or "").name.lower()
             name = "xcomposer2" if "xcomposer" in model else "chat"
         return load_recipe(name)
 

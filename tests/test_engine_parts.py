@@ -146,3 +146,15 @@ def test_article_json_round_trip_and_markdown_escaping() -> None:
     html = article.to_markdown(figure_html=True)
     assert '<img src="/imgs/a b.png" alt="Tower [red]" loading="lazy">' in html
     assert json.loads(article.to_json())["format"] == 1
+
+
+def test_auto_recipe_looks_at_the_model_name_only(tmp_path: Path) -> None:
+    from xcomposer import BackendConfig, Engine
+
+    def recipe_for(model: str) -> str:
+        cfg = EngineConfig(backend=BackendConfig(backend="transformers", model=model))
+        return Engine(cfg, cache=ResultCache(tmp_path)).recipe("write").name
+
+    assert recipe_for("internlm/internlm-xcomposer2d5-7b") == "xcomposer2"
+    assert recipe_for("/models/internlm-xcomposer2-vl-7b") == "xcomposer2"
+    assert recipe_for("/src/mkdocs-xcomposer/models/Qwen2-VL-2B") == "chat"

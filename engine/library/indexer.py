@@ -35,12 +35,14 @@ from .scan import Found, ScanCounts, Skip, scan_root
 from .sources import (
     Source,
     assemble,
+    captions_entry,
     captions_file_sources,
     choose_alt,
     filename_source,
     load_folder_captions,
     metadata_sources,
     order_sources,
+    sidecar_names,
     sidecar_sources,
 )
 
@@ -63,11 +65,6 @@ class Work:
     state: StoredState | None = None
     needs_text: bool = False
     image_for_embedding: Any = None
-
-
-def _sig(sources: list[Source], ocr: bool) -> str:
-    """What the description depends on besides the image's bytes (OCR on/off included)."""
-    return hashlib.sha1(dumps([sources, ocr]).encode("utf-8")).hexdigest()
 
 
 def short_reason(err: XComposerError, path: Path) -> str:
@@ -195,21 +192,38 @@ class Indexer:
             flags.append(f"vision:{self.describer_id}")
         return flags
 
+    def _folder_captions(self, item: Found) -> dict[str, Any]:
+        folder = str(item.path.parent)
+        if folder not in self._captions:
+            self._captions[folder] = load_folder_captions(item.path.parent, item.folder_files)
+        return self._captions[folder]
+
+    def _page_refs(self, item: Found) -> list[Source]:
+        return self._refs.get(os.path.realpath(item.path), []) if self._refs else []
+
+    def external_signature(self, item: Found) -> str:
+        """What the description depends on besides the image's bytes, without reading sidecars.
+
+        Sidecars count by size and modification time; the folder's captions entry,
+        the Markdown references, the relative path and the OCR switch by value.
+        """
+        sidecars = [
+            [n, item.text_stats[n]] for n in sidecar_names(item.path) if n in item.text_stats
+        ]
+        entry = captions_entry(item.path, self._folder_captions(item))
+        key = [sidecars, entry, self._page_refs(item), item.relpath, self.config.ocr]
+        return hashlib.sha1(dumps(key).encode("utf-8")).hexdigest()
+
     def external_sources(self, item: Found) -> list[Source]:
-        folder = item.path.parent
-        if str(folder) not in self._captions:
-            self._captions[str(folder)] = load_folder_captions(folder, item.folder_files)
         sources = sidecar_sources(item.path, item.folder_files)
-        sources += captions_file_sources(item.path, self._captions[str(folder)])
-        if self._refs:
-            sources += self._refs.get(os.path.realpath(item.path), [])
+        sources += captions_file_sources(item.path, self._folder_captions(item))
+        sources += self._page_refs(item)
         sources += filename_source(item.relpath)
         return sources
 
     def _plan(
         self, key: str, item: Found, state: StoredState | None, report: IndexReport, embed: bool
     ) -> Work | None:
-        external = self.external_sources(item)
         flags = self.intrinsic_flags()
         work = Work(item, key, "updated" if state else "added", state=state)
         same_stat = state and state.size == item.size and state.mtime_ns == item.mtime_ns
@@ -224,14 +238,15 @@ class Indexer:
         stored_flags = json.loads(state.intrinsic_flags) if state else []
         if state and state.sha256 == sha and set(flags) <= set(stored_flags):
             if embed and self.image is not None and state.image_model != self.image.model_id:
-                return self._full(work, item, sha, external, report)  # decoded for its pixels
+                return self._full(work, item, sha, report)  # decoded for its pixels
             work.kind = "unchanged"
             if not same_stat:
                 work.row.update(size=item.size, mtime_ns=item.mtime_ns)
-            if state.external_sig != self._sig(external):
-                texts, same = self._describe_again(state, external)
+            signature = self.external_signature(item)
+            if state.external_sig != signature:
+                texts, same = self._describe_again(state, item, signature)
                 work.row.update(texts)
-                if same:  # e.g. a docs page changed, but not what it says about this image
+                if same:  # e.g. a sidecar saved again, or a page edit elsewhere
                     del work.row["sources"], work.row["description"], work.row["alt"]
                 else:
                     work.kind = "updated"
@@ -239,36 +254,33 @@ class Indexer:
             if embed and state.text_model != self.text.model_id:
                 work.needs_text = True
             return work
-        return self._full(work, item, sha, external, report)
-
-    def _sig(self, external: list[Source]) -> str:
-        return _sig(external, self.config.ocr)
+        return self._full(work, item, sha, report)
 
     def _describe_again(
-        self, state: StoredState, external: list[Source]
+        self, state: StoredState, item: Found, signature: str
     ) -> tuple[dict[str, Any], bool]:
-        """New texts from new external sources and the stored intrinsic ones; and if unchanged."""
+        """New texts from the external sources and the stored intrinsic ones; and if unchanged."""
         stored = self.store.rows([state.id], ["intrinsic", "sources", "alt"])[state.id]
         intrinsic = [tuple(s) for s in json.loads(stored["intrinsic"])]
-        texts = self._texts(intrinsic, external, state.relpath)
+        texts = self._texts(intrinsic, self.external_sources(item), state.relpath, signature)
         same = texts["sources"] == stored["sources"] and texts["alt"] == stored["alt"]
         return texts, same
 
-    def _texts(self, intrinsic: list, external: list[Source], relpath: str) -> dict[str, Any]:
+    def _texts(
+        self, intrinsic: list, external: list[Source], relpath: str, signature: str
+    ) -> dict[str, Any]:
         usable = [s for s in intrinsic if self.config.ocr or s[0] != "ocr"]
         sources = order_sources([*external, *usable])
         return {
             "sources": dumps(sources),
-            "external_sig": self._sig(external),
+            "external_sig": signature,
             "description": assemble(sources),
             "alt": choose_alt(sources, relpath),
         }
 
     # ----------------------------------------------------------- describe
 
-    def _full(
-        self, work: Work, item: Found, sha: str, external: list[Source], report: IndexReport
-    ) -> Work | None:
+    def _full(self, work: Work, item: Found, sha: str, report: IndexReport) -> Work | None:
         try:
             img = open_image(
                 item.path,
@@ -312,7 +324,9 @@ class Indexer:
             image_model=None,
             image_vec=None,
             indexed_at=time.time(),
-            **self._texts(intrinsic, external, item.relpath),
+            **self._texts(
+                intrinsic, self.external_sources(item), item.relpath, self.external_signature(item)
+            ),
         )
         work.needs_text = True
         return work

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,8 @@ class Found:
     mtime_ns: int
     folder_files: frozenset[str]
     """Names in the image's folder (to find sidecars without more system calls)."""
+    text_stats: Mapping[str, tuple[int, int]]
+    """``(size, mtime_ns)`` of the folder's sidecar-like files (``.txt``, ``.md``, captions)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def scan_root(
             yield Skip(Path(folder), f"cannot list the folder ({err.strerror})")
             continue
         names = frozenset(e.name for e in entries)
+        text_stats: dict[str, tuple[int, int]] = {}
+        images: list[tuple[str, str, os.stat_result]] = []
         subfolders: list[tuple[str, str]] = []
         for entry in entries:
             if entry.name.startswith("."):
@@ -150,10 +154,14 @@ def scan_root(
                 continue
             suffix = os.path.splitext(entry.name)[1].lower()
             if suffix in IMAGE_SUFFIXES:
-                yield Found(Path(path), rel, st.st_size, st.st_mtime_ns, names)
+                images.append((path, rel, st))
             elif suffix in UNSUPPORTED_SUFFIXES:
                 yield Skip(Path(path), UNSUPPORTED_SUFFIXES[suffix])
-            elif suffix not in SIDECAR_SUFFIXES and entry.name not in FOLDER_CAPTION_FILES:
+            elif suffix in SIDECAR_SUFFIXES or entry.name in FOLDER_CAPTION_FILES:
+                text_stats[entry.name] = (st.st_size, st.st_mtime_ns)
+            else:
                 counts.ignored += 1
+        for path, rel, st in images:  # after the listing: text_stats is complete
+            yield Found(Path(path), rel, st.st_size, st.st_mtime_ns, names, text_stats)
         # Depth first, in name order: pushing reversed keeps the output sorted.
         stack.extend(reversed(subfolders))

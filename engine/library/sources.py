@@ -16,6 +16,7 @@ and :func:`choose_alt` picks the best short human-written text for alt text.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -118,16 +119,16 @@ def _read_small(path: Path, limit: int = MAX_SIDECAR_BYTES) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
+def sidecar_names(image: Path) -> tuple[str, ...]:
+    """The sidecar file names an image may have, in the order they are read."""
+    return (f"{image.stem}.txt", f"{image.name}.txt", f"{image.stem}.md", f"{image.name}.md")
+
+
 def sidecar_sources(image: Path, folder_files: Iterable[str]) -> list[Source]:
     """``NAME.txt`` / ``NAME.md`` (or ``NAME.png.txt`` ...) beside the image."""
     names = set(folder_files)
     out: list[Source] = []
-    for candidate in (
-        f"{image.stem}.txt",
-        f"{image.name}.txt",
-        f"{image.stem}.md",
-        f"{image.name}.md",
-    ):
+    for candidate in sidecar_names(image):
         if candidate not in names:
             continue
         text = _read_small(image.with_name(candidate))
@@ -166,9 +167,14 @@ def load_folder_captions(folder: Path, folder_files: Iterable[str]) -> dict[str,
     return {}
 
 
+def captions_entry(image: Path, captions: dict[str, Any]) -> Any:
+    """The raw entry for ``image`` in its folder's captions file (by file name, or by stem)."""
+    return captions.get(image.name, captions.get(image.stem))
+
+
 def captions_file_sources(image: Path, captions: dict[str, Any]) -> list[Source]:
-    """The entry for ``image`` in its folder's captions file (by file name, or by stem)."""
-    entry = captions.get(image.name, captions.get(image.stem))
+    """The entry for ``image`` in its folder's captions file, as sources."""
+    entry = captions_entry(image, captions)
     if entry is None:
         return []
     out: list[Source] = []
@@ -201,7 +207,8 @@ _NAME_STOPWORDS = {
 }  # fmt: skip
 
 
-def name_words(text: str) -> list[str]:
+@functools.lru_cache(maxsize=8192)
+def name_words(text: str) -> tuple[str, ...]:
     """File or folder name as words: ``redLighthouse_at-dusk2`` -> ``red lighthouse at dusk``."""
     text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
     words = []
@@ -212,7 +219,7 @@ def name_words(text: str) -> list[str]:
         if re.fullmatch(r"[0-9a-f]{8,}", word):  # hashes and UUID pieces
             continue
         words.append(word)
-    return words
+    return tuple(words)
 
 
 def filename_source(relpath: str) -> list[Source]:

@@ -8,29 +8,78 @@ The public API, and the only names the MkDocs plugin and the Jupyter extension i
     print(article.to_markdown())
 """
 
-from .article import Article, Candidate, Figure, Paragraph
-from .cache import ResultCache, cache_key, write_atomic
-from .config import (
-    BackendConfig,
-    EngineConfig,
-    GenerationConfig,
-    LibraryConfig,
-    config_from_dict,
-    load_config,
-)
-from .describe import STYLES as DESCRIBE_STYLES
-from .engine import CallStats, Engine
-from .errors import (
-    BackendError,
-    CacheMissError,
-    ConfigError,
-    ImageError,
-    InputError,
-    ModelError,
-    XComposerError,
-)
-from .images import IMAGE_SUFFIXES, file_sha256, open_image
-from .progress import Progress, ProgressCallback
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names load on first use (PEP 562), so `from xcomposer import file_sha256` in an adapter
+# costs only the module that defines it, not pydantic or the pipeline.
+_EXPORTS = {
+    "article": ("Article", "Candidate", "Figure", "Paragraph"),
+    "cache": ("ResultCache", "cache_key", "write_atomic"),
+    "config": (
+        "BackendConfig",
+        "EngineConfig",
+        "GenerationConfig",
+        "LibraryConfig",
+        "config_from_dict",
+        "load_config",
+    ),
+    "describe": ("DESCRIBE_STYLES",),
+    "engine": ("CallStats", "Engine"),
+    "errors": (
+        "BackendError",
+        "CacheMissError",
+        "ConfigError",
+        "ImageError",
+        "InputError",
+        "ModelError",
+        "XComposerError",
+    ),
+    "images": ("IMAGE_SUFFIXES", "file_sha256", "open_image"),
+    "progress": ("Progress", "ProgressCallback"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+if TYPE_CHECKING:
+    from .article import Article, Candidate, Figure, Paragraph
+    from .cache import ResultCache, cache_key, write_atomic
+    from .config import (
+        BackendConfig,
+        EngineConfig,
+        GenerationConfig,
+        LibraryConfig,
+        config_from_dict,
+        load_config,
+    )
+    from .describe import DESCRIBE_STYLES
+    from .engine import CallStats, Engine
+    from .errors import (
+        BackendError,
+        CacheMissError,
+        ConfigError,
+        ImageError,
+        InputError,
+        ModelError,
+        XComposerError,
+    )
+    from .images import IMAGE_SUFFIXES, file_sha256, open_image
+    from .progress import Progress, ProgressCallback
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xcomposer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
 
 __version__ = "0.1.0"
 

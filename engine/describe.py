@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 DescribeStyle = Literal["caption", "alt", "explain"]
 STYLES = ("caption", "alt", "explain")
+DESCRIBE_STYLES = STYLES
 NO_VISION = (
     "no vision model is configured, so images cannot be described",
     "configure one: a GGUF with its projector (--model M.gguf --mmproj MMPROJ.gguf), "

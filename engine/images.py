@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import warnings
 from pathlib import Path
-
-from PIL import Image, UnidentifiedImageError
+from typing import TYPE_CHECKING
 
 from .errors import ImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif"}
@@ -35,8 +37,10 @@ def open_image(
     path: Path,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> Image.Image:
+) -> Image.Image:  # noqa: F821 - Pillow loads on first use
     """Open and fully decode an image, or raise :class:`ImageError` saying why not."""
+    from PIL import Image, UnidentifiedImageError
+
     path = Path(path)
     fix = "replace or remove the file"
     try:

@@ -16,16 +16,9 @@ import os
 import threading
 from pathlib import Path
 
+from xcomposer import file_sha256  # loads only xcomposer.images (the package is lazy)
+
 PAGE_SUFFIXES = {".md", ".markdown", ".mdown"}
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Fingerprints:

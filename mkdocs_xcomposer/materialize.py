@@ -209,7 +209,8 @@ def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerP
 
 def _page_image(image: Path, plugin: XComposerPlugin) -> Path:
     """The image inside docs_dir: as is, or copied from its library folder (never overwriting)."""
-    from .fingerprint import file_sha256
+    from xcomposer import file_sha256
+
     from .site_files import ASSETS
 
     folders = plugin.folders

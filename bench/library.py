@@ -366,7 +366,8 @@ def report(r: dict) -> str:
         "",
         "Modules of torch or sentence-transformers imported by those query processes: "
         f"{', '.join(sorted(set(s['heavy'] + b['heavy']))[:3]) or 'none'}. "
-        f'Query figures are {s["n"]} queries of the form "a lighthouse at dusk", k=4.',
+        f'Query figures are {s["n"]} queries of the form "a lighthouse at dusk", k=4; '
+        "a new query's time is MiniLM embedding it inside the busy indexing process.",
         "",
         f"Above {EXACT_LIMIT:,} entries a search first ranks every entry by the Hamming distance "
         "of its vector's sign bits to the query's (48 bytes a row instead of 1,536), then scores "

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -41,9 +40,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
-SECTION = "## Image library"
+TITLE = "Image library"
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from benchdocs import machine, replace_section  # noqa: E402
 
 SUBJECTS = ["lighthouse", "cat", "rocket", "coffee cup", "mountain", "bridge", "garden",
             "bicycle", "harbour", "forest", "train", "market", "river", "castle", "beach",
@@ -51,24 +52,6 @@ SUBJECTS = ["lighthouse", "cat", "rocket", "coffee cup", "mountain", "bridge", "
 MOODS = ["at dusk", "in the rain", "at noon", "under snow", "at night", "in fog", "in spring",
          "seen from above", "close up", "from far away"]  # fmt: skip
 FOLDERS = ["travel", "docs", "screenshots", "diagrams", "holiday", "archive", "team", "blog"]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
 
 
 def generate_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
@@ -321,8 +304,6 @@ def report(r: dict) -> str:
     n, m = r["images"], r["entries"]
     s, b = r["query_small_child"], r["query_big"]
     lines = [
-        SECTION,
-        "",
         f"`{' '.join(['python', 'bench/library.py', *sys.argv[1:]])}` on {machine()} "
         f"(a shared machine: other work ran at the same time, load average {r['load_start']:.1f} "
         f"at the start and {r['load_end']:.1f} at the end, so these are pessimistic). Images: {n:,} generated 256x192 PNG/JPEG in 100-image folders, half with a "
@@ -395,22 +376,6 @@ def report(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) this script's section of docs/benchmarks.md, leaving the rest alone."""
-    old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    lines = old.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + [""] + lines[end:])
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=10_000)
@@ -430,9 +395,9 @@ def main() -> None:
             results = run(args, Path(tmp))
     print(json.dumps(results), flush=True)  # the raw figures, whatever happens next
     text = report(results)
-    print("\n" + text)
+    print(f"\n## {TITLE}\n\n{text}")
     if args.write_docs:
-        write_section(text)
+        replace_section(TITLE, text)
 
 
 if __name__ == "__main__":

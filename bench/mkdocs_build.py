@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import resource
 import shutil
 import statistics
@@ -34,8 +32,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from benchdocs import DOCS, machine, replace_section  # noqa: E402
+
 IMAGES = ROOT / "examples" / "images"
-DOCS = ROOT / "docs" / "benchmarks.md"
+TITLE = "MkDocs build"
 PAGES, BLOCKS_PER_PAGE = 50, 2
 TOPICS = [
     "rockets", "the Moon", "galaxies", "astronauts", "coffee", "cats", "old cameras",
@@ -289,32 +291,10 @@ def serve_edit(config: Path) -> dict[str, Any]:
     return {"before": before, "after_edit": after_edit, "settled": settled, "rebuild_s": rebuild}
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def versions() -> str:
     from importlib.metadata import version
 
     return ", ".join(f"{p} {version(p)}" for p in ("mkdocs", "nh3", "Markdown"))
-
-
-def write_docs(section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## MkDocs build\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main() -> int:
@@ -357,9 +337,7 @@ def main() -> int:
     print(f"first build of the checkout: {first[0]:.2f} s CPU, ratio {first_ratio:.3f}")
     print(f"serve: after one edit {serve['after_edit']}, then {serve['settled']}")
     runs = lambda rs: ", ".join(f"{c:.2f}" for c, _ in rs)  # noqa: E731
-    section = f"""## MkDocs build
-
-`python bench/mkdocs_build.py --runs {args.runs} --write-docs` on {machine()}; {versions()}.
+    section = f"""`python bench/mkdocs_build.py --runs {args.runs} --write-docs` on {machine()}; {versions()}.
 
 A generated site of {PAGES} pages with {PAGES * BLOCKS_PER_PAGE} blocks: each page is a
 writer's page (prose, a code block, a list, a table, a note) with one compose and one
@@ -389,10 +367,10 @@ the block composing in the background), and the next rebuild took all
 {serve["settled"].get("cached", 0)} from the cache.
 """
     if args.write_docs:
-        write_docs(section)
-        print(f"wrote the MkDocs build section of {DOCS}")
+        replace_section(TITLE, section)
+        print(f"wrote the {TITLE} section of {DOCS}")
     else:
-        print(section)
+        print(f"## {TITLE}\n\n{section}")
     return 0 if recomposed == 1 else 1
 
 

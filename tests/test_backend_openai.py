@@ -385,7 +385,7 @@ def test_json_schema_answers_are_validated(server):
 
 
 def test_no_more_than_concurrency_requests_are_in_flight(server):
-    server.default = lambda request: chat("done", delay=0.2)
+    server.default = lambda request: chat("done", delay=0.5)
     backend = backend_for(server, concurrency=3)
     assert backend.concurrency == 3
     errors: list[BaseException] = []

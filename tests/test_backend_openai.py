@@ -381,6 +381,16 @@ def test_json_schema_answers_are_validated(server):
         backend.generate(ask("Plan.", json_schema=schema))
 
 
+def test_json_cut_short_by_max_tokens_is_reported_as_such_not_retried_in_other_forms(server):
+    server.script(chat('{"title": "Rockets and the people who', finish="length"))
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    with pytest.raises(BackendError) as info:
+        backend_for(server).generate(ask("Plan.", json_schema=schema, max_tokens=12))
+    message = str(info.value)
+    assert "stopped at max_tokens (12)" in message and "Rockets and the people" in message
+    assert len(server.requests) == 1  # the form was honoured; the budget ran out
+
+
 # -- concurrency ---------------------------------------------------------------
 
 

@@ -278,7 +278,7 @@ class OpenAIBackend(Backend):
         key = (path, kind)
         known = self._dialect.get(key)
         order = (known,) if known else DIALECTS[key]
-        problem = ""
+        problems: list[str] = []
         for dialect in order:
             fields = constraint_fields(dialect, request)
             try:
@@ -286,8 +286,8 @@ class OpenAIBackend(Backend):
             except HTTPStatusError as err:
                 if not err.rejected_request or known:
                     raise
-                problem = f"it rejected {dialect} ({err.server_message})"
-                log.info("%s%s: %s", self.base_url, path, problem)
+                problems.append(f"{dialect}: rejected ({one_line(err.server_message, 120)})")
+                log.info("%s%s: %s", self.base_url, path, problems[-1])
                 continue
             answer, problem = check_answer(generation.text, request)
             if answer is not None:
@@ -296,13 +296,29 @@ class OpenAIBackend(Backend):
                     self._dialect[key] = dialect
                 generation.text = answer
                 return generation
-            log.info("%s%s with %s: %s", self.base_url, path, dialect, problem)
+            if generation.truncated and dialect != "guided" and _json_begun(generation.text):
+                # The form was honoured (the JSON had begun) but the token budget ran out:
+                # another form would not help.
+                self._dialect[key] = dialect
+                raise BackendError(
+                    f"{self.base_url}{path} stopped at max_tokens "
+                    f"({fields.get('max_tokens', payload['max_tokens'])}) before the JSON "
+                    f"was complete: {problem}",
+                    "use a stronger model, or ask for fewer sections or words",
+                )
+            problems.append(f"{dialect}: {problem}")
+            log.info("%s%s with %s", self.base_url, path, problems[-1])
         raise BackendError(
-            f"server {self.base_url} did not constrain the answer: {problem}", CONSTRAINT_FIX
+            f"server {self.base_url} did not constrain the answer ({'; '.join(problems)})",
+            CONSTRAINT_FIX,
         )
 
 
 # -- plain functions --------------------------------------------------------
+
+
+def _json_begun(text: str) -> bool:
+    return text.lstrip().startswith(("{", "["))
 
 
 def _message(message: Message, max_side: int) -> dict[str, Any]:

@@ -72,8 +72,8 @@ def check_answer(text: str, request: GenerateRequest) -> tuple[str | None, str]:
         return None, f"the answer {shown} is not one of {listed}"
     try:
         data = json.loads(text)
-    except ValueError:
-        return None, f"the answer {shown} is not JSON (cut short by max_tokens?)"
+    except json.JSONDecodeError as err:
+        return None, f"the answer {shown} is not JSON ({err.msg})"
     error = schema_error(data, request.json_schema or {})
     if error:
         return None, f"the answer {shown} does not match the schema ({error})"

@@ -24,7 +24,6 @@ import http.client
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -36,8 +35,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
-SECTION = "## Backends"
+sys.path.insert(0, str(ROOT / "bench"))
+
+from benchdocs import DOCS, machine, replace_section  # noqa: E402
+
+TITLE = "Backends"
 MODEL_ALIAS = "smollm2"
 TOPICS = [
     "space travel",
@@ -213,25 +215,11 @@ def overhead(base_url: str, rounds: int) -> dict:
     return {name: statistics.median(t) * 1000 for name, t in times.items()}
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def report(kind: str, runs: list[dict], ms: dict, args) -> str:
     def mean_wall(concurrency: int) -> float:
         return statistics.mean(r["wall_s"] for r in runs if r["concurrency"] == concurrency)
 
     lines = [
-        SECTION,
-        "",
         f"`{' '.join(['python', 'bench/backends.py', *sys.argv[1:]])}` on {machine()}; "
         f"server: {kind}, SmolLM2-135M-Instruct Q4_1, {args.threads} threads.",
         "",
@@ -268,22 +256,6 @@ def report(kind: str, runs: list[dict], ms: dict, args) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) this script's section of docs/benchmarks.md, leaving the rest alone."""
-    old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    lines = old.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + [""] + lines[end:])
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -325,8 +297,8 @@ def main() -> None:
     print()
     print(text)
     if args.write_docs:
-        write_section(text)
-        print(f"wrote the '{SECTION}' section of {DOCS}")
+        replace_section(TITLE, text)
+        print(f"wrote the '## {TITLE}' section of {DOCS}")
 
 
 if __name__ == "__main__":

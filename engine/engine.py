@@ -100,7 +100,9 @@ class Engine:
         if name == "auto":
             # the model's own name (file, folder or repo), never the folders above it
             model = Path(cfg.model or "").name.lower()
-            name = "xcomposer2" if "xcomposer" in model else "chat"
+            # a server applies the model's own template: it only ever takes chat messages
+            served = cfg.backend == "openai"
+            name = "xcomposer2" if "xcomposer" in model and not served else "chat"
         return load_recipe(name)
 
     def has_vision(self, role: str) -> bool:

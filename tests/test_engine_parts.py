@@ -158,3 +158,9 @@ def test_auto_recipe_looks_at_the_model_name_only(tmp_path: Path) -> None:
     assert recipe_for("internlm/internlm-xcomposer2d5-7b") == "xcomposer2"
     assert recipe_for("/models/internlm-xcomposer2-vl-7b") == "xcomposer2"
     assert recipe_for("/src/mkdocs-xcomposer/models/Qwen2-VL-2B") == "chat"
+    served = EngineConfig(
+        backend=BackendConfig(
+            backend="openai", base_url="http://127.0.0.1:1/v1", model="internlm-xcomposer2d5-7b"
+        )
+    )
+    assert Engine(served, cache=ResultCache(tmp_path)).recipe("write").name == "chat"

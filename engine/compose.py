@@ -265,9 +265,13 @@ class Composer:
                 previous = recipe.text("caption_previous", self.lang).format(captions=listed)
             number = sum(1 for p in article.paragraphs[: pos + 1] if p.kind == "text")
             spot = article.paragraphs[pos].text
+            # the text paragraphs through the one after the spot, numbered as the place step
+            # showed them: the prompt then starts like the place prompts (llama.cpp reuses it)
+            texts = [p.text for p in article.paragraphs if p.kind == "text"][: number + 1]
             answer = self._ask(
                 "caption",
                 "caption",
+                numbered=recipe.numbered(texts),
                 context=_context(article, pos + 1),
                 previous=previous,
                 index=number,
@@ -275,7 +279,7 @@ class Composer:
                 max_tokens=40,
                 stop=("\n",),
             )
-            caption = one_line(answer.text, 20)
+            caption = one_line(first_sentence(one_line(answer.text)), 20)
             seen = {c.casefold() for c in captions.values()}
             if not caption or caption.casefold() in seen:
                 why = "empty" if not caption else "a repeat of an earlier one"

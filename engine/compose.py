@@ -280,8 +280,8 @@ class Composer:
                 stop=("\n",),
             )
             caption = one_line(first_sentence(one_line(answer.text)), 20)
-            seen = {c.casefold() for c in captions.values()}
-            if not caption or caption.casefold() in seen:
+            seen = {_comparable(c) for c in captions.values()}
+            if not caption or _comparable(caption) in seen:
                 why = "empty" if not caption else "a repeat of an earlier one"
                 caption = one_line(first_sentence(spot), 20)
                 article.provenance[f"caption_{pos}"] = (
@@ -292,9 +292,16 @@ class Composer:
         return captions
 
     # -- (d) retrieve ------------------------------------------------------------------
-    def retrieve_candidates(self, library: Library, caption: str, used: set[str]) -> list[Match]:
-        """The best ``candidates`` images for a caption, never one already in the article."""
-        return library.search(caption, k=self.options.candidates, exclude=used)
+    def retrieve_candidates(
+        self, library: Library, caption: str, spot: str, used: set[str]
+    ) -> list[Match]:
+        """The best ``candidates`` images for a spot, never one already in the article.
+
+        The query is the caption followed by the spot's own paragraph: a small model's
+        caption alone is too weak a query, and the paragraph is what the image must fit.
+        """
+        query = f"{caption}\n{spot}" if spot and spot not in caption else caption
+        return library.search(query, k=self.options.candidates, exclude=used)
 
     # -- (e) select -----------------------------------------------------------------
     def select_image(
@@ -332,7 +339,9 @@ class Composer:
         used = set(article.used_images)
         for k, pos in enumerate(positions):
             self._report("retrieve", k, len(positions))
-            candidates = self.retrieve_candidates(library, captions[pos], used)
+            candidates = self.retrieve_candidates(
+                library, captions[pos], article.paragraphs[pos].text, used
+            )
             if not candidates:
                 article.provenance[f"figure_{pos}"] = "no unused image left in the library"
                 continue
@@ -369,6 +378,11 @@ class Composer:
 
 class AltWriter(Protocol):
     def __call__(self, match: Match) -> tuple[str, str]: ...
+
+
+def _comparable(text: str) -> str:
+    """Text as compared for repeats: case, spacing and punctuation ignored."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text).casefold().split())
 
 
 def _context(article: Article, until: int) -> str:

@@ -441,7 +441,9 @@ class Engine:
         caption: str,
         exclude: set[str],
     ) -> Article:
-        candidates = composer.retrieve_candidates(lib, caption, exclude)
+        candidates = composer.retrieve_candidates(
+            lib, caption, article.paragraphs[after].text, exclude
+        )
         if not candidates:
             raise InputError(
                 "no unused image is left in the library for this spot", "add images to the library"

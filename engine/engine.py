@@ -16,7 +16,7 @@ from .article import Article, Candidate, Figure
 from .backends import Backend, GenerateRequest, Generation, Health, create_backend
 from .cache import ResultCache
 from .compose import ComposeOptions, Composer, split_paragraphs
-from .config import BackendConfig, EngineConfig
+from .config import BackendConfig, EngineConfig, GenerationConfig
 from .describe import DescribeStyle, describe_image
 from .errors import CacheMissError, InputError, XComposerError
 from .progress import Progress, ProgressCallback, ignore_progress
@@ -80,7 +80,8 @@ class Engine:
 
     # -- models ---------------------------------------------------------------
     @property
-    def generation(self):  # noqa: ANN201 - GenerationConfig, for the ModelCaller protocol
+    def generation(self) -> GenerationConfig:
+        """Sampling settings (the pipeline reads them through the ModelCaller protocol)."""
         return self.config.generation
 
     def _backend_named(self, name: str, cfg: BackendConfig) -> Backend:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "article": ("Article", "Candidate", "Figure", "Paragraph"),
     "cache": ("ResultCache", "cache_key", "write_atomic"),
+    "compose": ("PIPELINE_VERSION",),
     "config": (
         "BackendConfig",
         "EngineConfig",
@@ -45,6 +46,7 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 if TYPE_CHECKING:
     from .article import Article, Candidate, Figure, Paragraph
     from .cache import ResultCache, cache_key, write_atomic
+    from .compose import PIPELINE_VERSION
     from .config import (
         BackendConfig,
         EngineConfig,
@@ -84,6 +86,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "PIPELINE_VERSION",
     "DESCRIBE_STYLES",
     "IMAGE_SUFFIXES",
     "Article",

@@ -26,6 +26,9 @@ from .text_cleaning import first_sentence, last_words, one_line, prose
 if TYPE_CHECKING:
     from .library import Library, Match
 
+#: Bump when the pipeline's own logic (not its prompts: recipes carry their versions) changes
+#: what an article comes out as, so caches of whole results (the MkDocs plugin's) renew.
+PIPELINE_VERSION = 2
 LETTERS = "ABCDEFGHIJ"
 MAX_AUTO_IMAGES = 4
 # A heading: starts with a capital or a CJK ideograph, one line, no JSON/Markdown punctuation.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xcomposer import (
+    PIPELINE_VERSION,
     Engine,
     EngineConfig,
     ResultCache,
@@ -136,6 +137,7 @@ class Engines:
             roles[role] = {"name": name, **ident, "recipe_key": engine.recipe(role).key}
         lib = cfg.library
         found = {
+            "pipeline": PIPELINE_VERSION,
             "roles": roles,
             "generation": cfg.generation.model_dump(),
             "library": {

@@ -24,21 +24,12 @@ from typing import Any
 
 import nbformat
 import pytest
+from browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TOKEN = "xcomposer-browser-test"
 CODE = (
     "from jupyter_xcomposer import Assistant\n"

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 #: Bump when the pipeline's own logic (not its prompts: recipes carry their versions) changes
 #: what an article comes out as, so caches of whole results (the MkDocs plugin's) renew.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 LETTERS = "ABCDEFGHIJ"
 MAX_AUTO_IMAGES = 4
 # A heading: starts with a capital or a CJK ideograph, one line, no JSON/Markdown punctuation.
@@ -138,7 +138,8 @@ class Composer:
             instruction=instruction,
             sections=opts.sections,
             json_schema=schema,
-            max_tokens=30 * opts.sections,
+            # a cap, not a target: the grammar ends the list; CJK headings take ~3 tokens a character
+            max_tokens=160 * opts.sections,
             creative=True,
             repeat_penalty=1.1,
             **lang_field,

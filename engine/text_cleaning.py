@@ -27,16 +27,14 @@ def one_line(text: str, max_words: int | None = None) -> str:
 
 
 def prose(text: str, truncated: bool) -> list[str]:
-    """A written section as paragraphs; an unfinished last sentence is dropped (small models
-    stop mid-sentence, and ``truncated`` answers always do)."""
+    """A written section as paragraphs; a cut-off last sentence is dropped when ``truncated``."""
     text = text.replace("\r\n", "\n").strip()
     blocks = [" ".join(b.split()) for b in re.split(r"\n\s*\n", text) if b.strip()]
     blocks = [_LABEL.sub("", b) for b in blocks if not b.startswith("#")]
-    if blocks:
+    if truncated and blocks:
         last = blocks[-1]
         ends = list(_SENTENCE_END.finditer(last))
-        unfinished = not ends or ends[-1].end() < len(last.rstrip("\"'”’)]"))
-        if (truncated or unfinished) and ends:
+        if ends:
             blocks[-1] = last[: ends[-1].end()].strip()
     return [b for b in blocks if b]
 

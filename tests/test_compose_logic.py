@@ -242,3 +242,19 @@ def test_compose_many_runs_articles_concurrently_up_to_the_backends_bound(
     )
     assert [a.instruction for a in articles] == [f"Write about {t}" for t in topics]
     assert 1 < state["most"] <= 3
+
+
+def test_a_long_lived_engine_sees_images_added_later(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    engine = make_engine(tmp_path, ScriptedBackend())
+    with pytest.raises(InputError, match="has no usable images"):
+        engine.open_library(folder)
+    shutil.copy(captioned_images / "cat.png", folder / "cat.png")
+    (folder / "cat.txt").write_text("A tabby cat looking to the side\n")
+    art = engine.compose("Write about cats", folder, n_images=1, sections=2)
+    assert Path(art.figures[0].image).name == "cat.png"

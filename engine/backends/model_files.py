@@ -60,6 +60,21 @@ def resolve_model_file(
     return _hub_file(repo, file_name, what)
 
 
+def hub_download(repo: str, filename: str) -> Path | None:
+    """A file of a Hugging Face repo: downloaded (online; ``HF_HUB_OFFLINE`` honoured by the
+    library), else from the local cache; None when neither has it.  Needs huggingface_hub."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, filename))
+    except Exception:  # noqa: BLE001 - offline, unreachable or unknown repo: try the cache
+        pass
+    try:
+        return Path(hf_hub_download(repo, filename, local_files_only=True))
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _hub_file(repo: str, pattern: str | None, what: str) -> Path:
     try:
         import huggingface_hub
@@ -69,26 +84,23 @@ def _hub_file(repo: str, pattern: str | None, what: str) -> Path:
             "pip install huggingface_hub, or give a local path",
         ) from None
     fix = f"download it first: huggingface-cli download {repo} {pattern or '<file>.gguf'}"
-    try:
-        files = [pattern] if pattern and not any(c in pattern for c in "*?[") else None
-        if files is None:
-            listing = huggingface_hub.list_repo_files(repo)
-            files = [f for f in listing if fnmatch.fnmatch(f, pattern or "*.gguf")][:1]
-        if not files:
-            raise ModelError(
-                f"{what} repo {repo} has no file matching {pattern}", "give model_file"
-            )
-        return Path(huggingface_hub.hf_hub_download(repo, files[0]))
-    except ModelError:
-        raise
-    except Exception:  # noqa: BLE001 - network, offline mode or missing repo: try the cache
-        pass
-    if pattern and not any(c in pattern for c in "*?["):
+    filename = pattern if pattern and not any(c in pattern for c in "*?[") else None
+    if filename is None:  # a glob: the repo's listing says which file (needs the network)
         try:
-            return Path(huggingface_hub.hf_hub_download(repo, pattern, local_files_only=True))
-        except Exception:  # noqa: BLE001
-            pass
-    raise ModelError(f"{what} {repo} is not available offline and could not be downloaded", fix)
+            listing = huggingface_hub.list_repo_files(repo)
+        except Exception:  # noqa: BLE001 - offline or unreachable
+            listing = None
+        if listing is not None:
+            matches = [f for f in listing if fnmatch.fnmatch(f, pattern or "*.gguf")]
+            if not matches:
+                raise ModelError(
+                    f"{what} repo {repo} has no file matching {pattern}", "give model_file"
+                )
+            filename = matches[0]
+    found = hub_download(repo, filename) if filename else None
+    if found is None:
+        raise ModelError(f"{what} {repo} is not available offline and could not be downloaded", fix)
+    return found
 
 
 def file_identity(path: Path) -> dict[str, object]:

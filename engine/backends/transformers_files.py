@@ -6,7 +6,6 @@ folder for the cache fingerprint, and the parameter count for out-of-memory mess
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -14,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import ModelError
-from .model_files import looks_like_repo_id
+from .model_files import hub_download, looks_like_repo_id
 
 INSTALL_HINT = "install the runtime: pip install 'mkdocs-xcomposer[transformers]'"
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5"}
@@ -44,19 +43,14 @@ def model_folder(name: str) -> Path | None:
 def hub_file(repo: str, filename: str, required: bool = True) -> Path | None:
     """A file of the hub repo: downloaded (online) or from the cache (offline)."""
     try:
-        from huggingface_hub import hf_hub_download
+        found = hub_download(repo, filename)
     except ImportError:
         raise ModelError(
             f"model {repo} is a Hugging Face repo id but huggingface_hub is not installed",
             f"{INSTALL_HINT}, or give a local folder",
         ) from None
-    try:
-        return Path(hf_hub_download(repo, filename, local_files_only=hub_offline()))
-    except Exception:  # noqa: BLE001 - offline, unreachable, unknown repo: try the cache
-        with contextlib.suppress(Exception):
-            return Path(hf_hub_download(repo, filename, local_files_only=True))
-    if not required:
-        return None
+    if found is not None or not required:
+        return found
     raise ModelError(
         f"model {repo} is not in the local Hugging Face cache and could not be downloaded",
         f"download it while online (huggingface-cli download {repo}) or give a local folder",

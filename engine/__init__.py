@@ -38,7 +38,17 @@ _EXPORTS = {
         "ModelError",
         "XComposerError",
     ),
+    "identity": ("ROLES", "engine_identity", "identity_digest", "serving_every_role"),
     "images": ("IMAGE_SUFFIXES", "file_sha256", "open_image"),
+    "jobs": ("Job", "JobCancelled", "JobEvent", "JobRunner", "run_all"),
+    "options": (
+        "ComposeOptions",
+        "DescribeOptions",
+        "EditOptions",
+        "IllustrateOptions",
+        "OptionError",
+        "Switch",
+    ),
     "progress": ("Progress", "ProgressCallback"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -66,7 +76,17 @@ if TYPE_CHECKING:
         ModelError,
         XComposerError,
     )
+    from .identity import ROLES, engine_identity, identity_digest, serving_every_role
     from .images import IMAGE_SUFFIXES, file_sha256, open_image
+    from .jobs import Job, JobCancelled, JobEvent, JobRunner, run_all
+    from .options import (
+        ComposeOptions,
+        DescribeOptions,
+        EditOptions,
+        IllustrateOptions,
+        OptionError,
+        Switch,
+    )
     from .progress import Progress, ProgressCallback
 
 
@@ -89,30 +109,45 @@ __all__ = [
     "PIPELINE_VERSION",
     "DESCRIBE_STYLES",
     "IMAGE_SUFFIXES",
+    "ROLES",
     "Article",
     "BackendConfig",
     "BackendError",
     "CacheMissError",
     "CallStats",
     "Candidate",
+    "ComposeOptions",
     "ConfigError",
+    "DescribeOptions",
+    "EditOptions",
     "Engine",
     "EngineConfig",
     "Figure",
     "GenerationConfig",
+    "IllustrateOptions",
     "ImageError",
     "InputError",
+    "Job",
+    "JobCancelled",
+    "JobEvent",
+    "JobRunner",
     "LibraryConfig",
     "ModelError",
+    "OptionError",
     "Paragraph",
     "Progress",
     "ProgressCallback",
     "ResultCache",
+    "Switch",
     "XComposerError",
     "cache_key",
     "config_from_dict",
+    "engine_identity",
     "file_sha256",
+    "identity_digest",
     "load_config",
     "open_image",
+    "run_all",
+    "serving_every_role",
     "write_atomic",
 ]

@@ -158,9 +158,9 @@ def test_edits(tmp_path: Path, captioned_images: Path) -> None:
     ("kwargs", "message"),
     [
         ({"instruction": "  "}, "the instruction is empty"),
-        ({"n_images": "lots"}, "is not a number"),
-        ({"n_images": -1}, "is negative"),
-        ({"candidates": 0}, "candidates 0 must be at least 1"),
+        ({"n_images": "lots"}, "n_images must be 'auto' or a whole number"),
+        ({"n_images": -1}, "from 0 to 20, not -1"),
+        ({"candidates": 0}, "candidates must be a whole number from 1 to 10, not 0"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, captioned_images: Path, kwargs: dict, message: str) -> None:
@@ -197,7 +197,7 @@ def test_describe_styles_and_question(tmp_path: Path, captioned_images: Path) ->
     answer = engine.describe(captioned_images / "cat.png", "What animal is it?")
     assert "A cat." in answer
     assert "What animal is it?" in request_text(backend.requests[-1])
-    with pytest.raises(InputError, match="unknown description style"):
+    with pytest.raises(InputError, match="style must be .caption. or .alt. or .explain."):
         engine.describe(captioned_images / "cat.png", style="poem")  # type: ignore[arg-type]
 
 

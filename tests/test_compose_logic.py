@@ -215,35 +215,6 @@ def test_model_text_is_escaped_in_markdown(tmp_path: Path, captioned_images: Pat
     assert not re.search(r"<img[^>]*onerror", html)
 
 
-def test_compose_many_runs_articles_concurrently_up_to_the_backends_bound(
-    tmp_path: Path, captioned_images: Path
-) -> None:
-    import threading
-    import time
-
-    lock = threading.Lock()
-    state = {"now": 0, "most": 0}
-
-    def answer(req: GenerateRequest) -> str:
-        with lock:
-            state["now"] += 1
-            state["most"] = max(state["most"], state["now"])
-        time.sleep(0.02)
-        with lock:
-            state["now"] -= 1
-        return default_answer(req)
-
-    backend = ScriptedBackend(answer)
-    backend.concurrency = 3  # a remote backend's bound
-    engine = make_engine(tmp_path, backend)
-    topics = ["lighthouses", "coffee", "cats", "rockets", "the sea"]
-    articles = engine.compose_many(
-        [f"Write about {t}" for t in topics], captioned_images, n_images=1, sections=2
-    )
-    assert [a.instruction for a in articles] == [f"Write about {t}" for t in topics]
-    assert 1 < state["most"] <= 3
-
-
 def test_a_long_lived_engine_sees_images_added_later(
     tmp_path: Path, captioned_images: Path
 ) -> None:

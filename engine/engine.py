@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -10,17 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import edit
-from .article import Article, Candidate, Figure
+from .article import Article
 from .backends import Backend, GenerateRequest, Generation, Health, create_backend
 from .cache import ResultCache
 from .compose import Composer, split_paragraphs
 from .config import BackendConfig, EngineConfig, GenerationConfig
 from .describe import describe_image
+from .editing import EditOperations
 from .errors import CacheMissError, InputError, XComposerError
 from .identity import ROLES, engine_identity, recipe_for
 from .jobs import run_all
-from .options import ComposeOptions, DescribeOptions, EditOptions, IllustrateOptions
+from .options import ComposeOptions, DescribeOptions, IllustrateOptions
 from .progress import Progress, ProgressCallback, ignore_progress
 from .recipes import Recipe, detect_language
 
@@ -58,7 +57,7 @@ class CallStats:
         return f"{self.model_calls} model call(s), {self.cache_hits} answer(s) from the cache"
 
 
-class Engine:
+class Engine(EditOperations):
     """Composes illustrated articles and describes images with the configured models.
 
     Models load on first use; answers are cached by content, so the same inputs
@@ -354,143 +353,6 @@ class Engine:
         )
         progress(Progress("describe", 1, 1))
         return text
-
-    # -- editing ------------------------------------------------------------------------
-    def _edit_composer(
-        self, article: Article, seed: int | None, progress: ProgressCallback, candidates: int = 4
-    ) -> Composer:
-        given = EditOptions.parse(seed=seed, candidates=candidates)
-        text = article.instruction or " ".join(p.text for p in article.paragraphs[:3])
-        # the article's own language and title are data, not options a person gave
-        options = ComposeOptions.model_construct(
-            n_images=1, language=article.language, title=article.title, **given.model_dump()
-        )
-        return self._composer(options, text, progress)
-
-    def rewrite_paragraph(
-        self,
-        article: Article,
-        index: int,
-        how: str = "",
-        *,
-        seed: int | None = None,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        """Paragraph ``index`` rewritten (``how``: an optional direction, e.g. "for beginners")."""
-        return edit.rewrite_paragraph(
-            self._edit_composer(article, seed, progress), article, index, "rewrite", how
-        )
-
-    def expand_paragraph(
-        self,
-        article: Article,
-        index: int,
-        *,
-        seed: int | None = None,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        return edit.rewrite_paragraph(
-            self._edit_composer(article, seed, progress), article, index, "expand"
-        )
-
-    def shorten_paragraph(
-        self,
-        article: Article,
-        index: int,
-        *,
-        seed: int | None = None,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        return edit.rewrite_paragraph(
-            self._edit_composer(article, seed, progress), article, index, "shorten"
-        )
-
-    def insert_paragraph(
-        self,
-        article: Article,
-        after: int,
-        topic: str,
-        *,
-        seed: int | None = None,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        return edit.insert_paragraph(
-            self._edit_composer(article, seed, progress), article, after, topic
-        )
-
-    def insert_image(
-        self,
-        article: Article,
-        after: int,
-        library: Any = None,
-        *,
-        candidates: int = 4,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        """An image after text paragraph ``after``: captioned, retrieved and selected like in compose."""
-        edit.check_text_paragraph(article, after)
-        lib = self.open_library(library, progress)
-        composer = self._edit_composer(article, None, progress, candidates=candidates)
-        new = copy.deepcopy(article)
-        caption = composer.caption_spots(new, [after])[after]
-        return self._place_figure(composer, new, lib, after, caption, exclude=set(new.used_images))
-
-    def replace_image(
-        self,
-        article: Article,
-        figure: int,
-        library: Any = None,
-        *,
-        candidates: int = 4,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        """Figure ``figure`` swapped for a new choice among fresh candidates for its caption."""
-        edit.check_figure(article, figure)
-        lib = self.open_library(library, progress)
-        composer = self._edit_composer(article, None, progress, candidates=candidates)
-        new = copy.deepcopy(article)
-        old = new.figures.pop(figure)
-        return self._place_figure(
-            composer, new, lib, old.after, old.caption, exclude=set(article.used_images)
-        )
-
-    def remove_image(self, article: Article, figure: int) -> Article:
-        return edit.remove_image(article, figure)
-
-    def _place_figure(
-        self,
-        composer: Composer,
-        article: Article,
-        lib: Library,
-        after: int,
-        caption: str,
-        exclude: set[str],
-    ) -> Article:
-        candidates = composer.retrieve_candidates(
-            lib, caption, article.paragraphs[after].text, exclude
-        )
-        if not candidates:
-            raise InputError(
-                "no unused image is left in the library for this spot", "add images to the library"
-            )
-        match, how = composer.select_image(article, after, caption, candidates)
-        alt, alt_how = self._alt_writer()(match)
-        article.figures.append(
-            Figure(
-                after=after,
-                image=str(match.path),
-                caption=caption,
-                alt=alt,
-                score=round(float(match.score), 4),
-                sha256=match.sha256,
-                candidates=[
-                    Candidate(str(m.path), round(float(m.score), 4), m.sha256) for m in candidates
-                ],
-                provenance={"position": "person", "caption": "model", "image": how, "alt": alt_how},
-            )
-        )
-        article.figures.sort(key=lambda f: f.after)
-        return article
 
 
 def _check_constrained(request: GenerateRequest, answer: Generation) -> None:

@@ -154,14 +154,8 @@ def _cmd_compose(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
             raise InputError(
                 f"image folder {folder} does not exist", "check the path given to --images"
             )
-    options = ComposeOptions.parse(
-        n_images=args.n_images,
-        candidates=args.candidates,
-        language=args.language,
-        sections=args.sections,
-        words=args.words,
-        seed=args.seed,
-    )
+    # the flags are named like the options; one left unset (None) keeps the option's default
+    options = ComposeOptions.parse({k: getattr(args, k, None) for k in ComposeOptions.model_fields})
     article = engine.compose(
         args.instruction, args.images, options, progress=_ProgressPrinter(args.quiet)
     )

@@ -102,6 +102,9 @@ class IllustrateOptions(_Options):
     """Images retrieved per spot for the selection step (1 to 10)."""
     seed: Count | None = None
     """Overrides the configured sampling seed."""
+    min_score: Annotated[float, Strict(), Ge(-1.0), Le(1.0)] | None = None
+    """``auto``'s threshold on the placement evidence (-1 to 1); default: calibrated for
+    the embedding model."""
 
 
 class ComposeOptions(IllustrateOptions):
@@ -149,7 +152,7 @@ def _option_error(model: type[BaseModel], err: ValidationError) -> OptionError:
         return OptionError(f"unknown option '{name}'", f"remove it; {hint}", name)
     field = model.model_fields[name]
     rule = describe_rule(field)
-    default = "leave it out" if field.default is None else f"default {field.default!r}"
+    default = "or leave it out" if field.default is None else f"default {field.default!r}"
     return OptionError(
         f"{name} must be {rule}, not {first['input']!r}", f"give {rule} ({default})", name
     )
@@ -173,6 +176,8 @@ def _rule(annotation: Any, metadata: list[Any]) -> str:
     high = next((m.le for m in metadata if isinstance(m, Le)), None)
     if annotation is bool:
         return "on or off (true or false)"
+    if annotation is float:
+        return f"a number from {low} to {high}" if low is not None else "a number"
     if annotation is int:
         if low is not None and high is not None:
             return f"a whole number from {low} to {high}"

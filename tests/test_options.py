@@ -35,6 +35,7 @@ from xcomposer import (
         ({"n_images": "lots"}, "n_images", ["not 'lots'"]),
         ({"seed": 1.5}, "seed", ["whole number", "leave it out"]),
         ({"language": False}, "language", ["text", "not False"]),
+        ({"min_score": 2}, "min_score", ["a number from -1.0 to 1.0", "or leave it out"]),
         (
             {"candidate": 3},
             "candidate",

@@ -59,7 +59,8 @@ HTML_PAYLOADS = (
 # yet carry HTML and terminal escapes.
 PAYLOAD_OUTLINE = [
     "History <script>alert('heading')</script>",
-    "How it works <img src=x onerror=alert(5)> " + OSC_TITLE + BIDI,
+    # The pattern bars brackets, so no ESC sequence here: an 8-bit CSI, BEL, a bidi override.
+    "Beams <img src=x onerror=alert(5)>\x9b2J\x07\u202ex",
 ]
 # Headings that break the pattern: a lowercase start, ``#``, ``{``, ``*``.
 SCHEMA_BREAKING_OUTLINE = ["lowercase start", "Has # inside", "Brace { open", "Star * here"]

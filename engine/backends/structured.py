@@ -80,10 +80,24 @@ def check_answer(text: str, request: GenerateRequest) -> tuple[str | None, str]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         return None, f"the answer {shown} is not JSON ({err.msg})"
-    error = schema_error(data, request.json_schema or {})
+    clean = _terminal_safe_strings(data)  # JSON escapes (\u001b, \u202e) hide them from text
+    error = schema_error(clean, request.json_schema or {})
     if error:
         return None, f"the answer {shown} does not match the schema ({error})"
-    return text.strip(), ""
+    return (text.strip() if clean == data else json.dumps(clean, ensure_ascii=False)), ""
+
+
+def _terminal_safe_strings(value: Any) -> Any:
+    """``value`` with every string in it (keys too) made terminal-safe."""
+    from ..safe_text import terminal_safe
+
+    if isinstance(value, str):
+        return terminal_safe(value)
+    if isinstance(value, list):
+        return [_terminal_safe_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {terminal_safe(k): _terminal_safe_strings(v) for k, v in value.items()}
+    return value
 
 
 def schema_error(value: Any, schema: dict, where: str = "$") -> str | None:

@@ -52,7 +52,7 @@ def test_compose_results_carry_no_live_html(api: Api, hostile: HostileServer) ->
 
 @pytest.mark.slow
 def test_describe_result_is_terminal_safe(api: Api) -> None:
-    job = api.follow(api.start("describe", {"image": "images/cat.png"}))
+    job = api.follow(api.start("describe", {"path": "images/cat.png"}))
     assert job["state"] == "done", job["error"]
     text = job["result"]["text"]
     assert text.startswith("A cat") and "THOUGHT-MARKER" not in text

@@ -50,6 +50,21 @@ _EXPORTS = {
         "Switch",
     ),
     "progress": ("Progress", "ProgressCallback"),
+    "safe_text": (
+        "MAX_BLOCK_CHARS",
+        "MAX_LINE_CHARS",
+        "bounded",
+        "figure_html",
+        "html_attribute",
+        "html_text",
+        "json_safe",
+        "markdown_line",
+        "markdown_text",
+        "model_text",
+        "sanitise_html",
+        "terminal_safe",
+        "url_path",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -88,6 +103,21 @@ if TYPE_CHECKING:
         Switch,
     )
     from .progress import Progress, ProgressCallback
+    from .safe_text import (
+        MAX_BLOCK_CHARS,
+        MAX_LINE_CHARS,
+        bounded,
+        figure_html,
+        html_attribute,
+        html_text,
+        json_safe,
+        markdown_line,
+        markdown_text,
+        model_text,
+        sanitise_html,
+        terminal_safe,
+        url_path,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -106,6 +136,8 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_BLOCK_CHARS",
+    "MAX_LINE_CHARS",
     "PIPELINE_VERSION",
     "DESCRIBE_STYLES",
     "IMAGE_SUFFIXES",
@@ -150,4 +182,15 @@ __all__ = [
     "run_all",
     "serving_every_role",
     "write_atomic",
+    "bounded",
+    "figure_html",
+    "html_attribute",
+    "html_text",
+    "json_safe",
+    "markdown_line",
+    "markdown_text",
+    "model_text",
+    "sanitise_html",
+    "terminal_safe",
+    "url_path",
 ]

@@ -19,6 +19,7 @@ from .config import EngineConfig, load_config
 from .errors import InputError, XComposerError
 from .options import ComposeOptions, DescribeOptions
 from .progress import Progress
+from .safe_text import terminal_safe
 
 EXIT_USER_ERROR = 2
 
@@ -136,6 +137,7 @@ class _ProgressPrinter:
 
 
 def _write_output(path: str | None, text: str) -> None:
+    text = terminal_safe(text)  # model text: no escape sequences reach a terminal or a file
     if path is None:
         sys.stdout.write(text)
         return
@@ -173,7 +175,7 @@ def _cmd_compose(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
 def _cmd_describe(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
     options = DescribeOptions.parse(question=args.question, style=args.style)
     text = engine.describe(args.image, options=options, progress=_ProgressPrinter(args.quiet))
-    print(text)
+    print(terminal_safe(text))
 
 
 def _cmd_models(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
@@ -228,8 +230,8 @@ def _cmd_search(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
     finally:
         lib.close()
     for rank, m in enumerate(matches, 1):
-        print(f"{rank}. {m.score:.3f}  {m.path}")
-        print(f"      matched: {m.matched}")
+        print(terminal_safe(f"{rank}. {m.score:.3f}  {m.path}"))
+        print(terminal_safe(f"      matched: {m.matched}"))
 
 
 COMMANDS = {
@@ -254,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("compose", "describe") and not args.quiet:
             sys.stderr.write(f"xcomposer: {engine.stats.summary()}\n")
     except XComposerError as err:
-        sys.stderr.write(f"xcomposer: error: {err}\n")
+        sys.stderr.write(f"xcomposer: error: {terminal_safe(str(err))}\n")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("xcomposer: interrupted\n")

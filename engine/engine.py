@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .answers import admit_answer
 from .article import Article
 from .backends import Backend, GenerateRequest, Generation, Health, create_backend
 from .cache import ResultCache
@@ -141,13 +142,14 @@ class Engine(EditOperations):
                 truncated=hit.get("truncated", False),
                 cached=True,
             )
+            admit_answer(answer, request)  # entries written before this check was made
         elif self.config.frozen:
             raise CacheMissError(
                 "frozen mode: this model answer is not in the cache",
                 "run once with a model available (without frozen/CI) and commit the cache",
             )
         else:
-            answer = self.backend(role).generate(request)
+            answer = admit_answer(self.backend(role).generate(request), request)
             _check_constrained(request, answer)
             self.cache.put(
                 key,
@@ -364,3 +366,14 @@ def _check_constrained(request: GenerateRequest, answer: Generation) -> None:
             f"the model answered {answer.text[:40]!r} where it was constrained to one of {list(request.choices)}",
             "this backend ignored the constraint; use a backend that supports grammars or structured output",
         )
+    if request.json_schema is not None:
+        from .backends.structured import check_answer
+
+        text, why = check_answer(answer.text, request)
+        if text is None:
+            cut = " (cut off at max_tokens)" if answer.truncated else ""
+            raise BackendError(
+                f"the model's answer breaks the JSON schema it was constrained to{cut}: {why}",
+                "use a backend that supports grammars or structured output, or a stronger model",
+            )
+        answer.text = text

@@ -28,7 +28,9 @@ EVIL = (
     "<a href='javascript:alert(2)' onclick='alert(3)'>plain link</a>\n"
     "```\nan open fence that never closes\n"
 )
-EVIL_HEADING = "<script>alert('heading')</script> Launch {{ config.site_name }}"
+# Within the outline schema's pattern (an uppercase start, no braces or brackets): an
+# answer outside it is now rejected before it reaches a page.
+EVIL_HEADING = "Launch <script>alert('heading')</script> day"
 
 
 def evil_answer(request):  # noqa: ANN001, ANN201

@@ -56,8 +56,13 @@ def neutralise(text: str) -> str:
 
 
 def one_line(text: str) -> str:
-    """Model text for a heading: one line, neutralised."""
-    return neutralise(" ".join(text.split()))
+    """Model text for a heading: one line, neutralised, angle brackets shown as ‹ ›.
+
+    A heading may become the page's title, and generators unescape a title's text
+    before the theme writes it into ``<title>`` (MkDocs' ``get_heading_text``), so a
+    heading's ``<`` / ``>`` must not survive as markup characters at all."""
+    text = " ".join(text.split()).replace("<", "\u2039").replace(">", "\u203a")
+    return neutralise(text)
 
 
 @dataclass(frozen=True)

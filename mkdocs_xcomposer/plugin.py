@@ -233,6 +233,8 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
                 self.images.file_for(image, files, config)
         if not self.config.publish_sidecars:
             library = self.folders.library
+            if self.config.alt_text == "missing":  # alt text is read from docs_dir's sidecars
+                library = (*library, self.folders.docs_dir)
             for file in list(files):
                 if file.abs_src_path and is_sidecar(Path(file.abs_src_path), library):
                     files.remove(file)

@@ -3,7 +3,8 @@
 A key is any JSON-able value (backend fingerprint, recipe version, prompt, image
 content hashes, generation parameters); its SHA-256 names a JSON file.  Entries
 are written atomically (temp file + rename), so a crash never leaves half an
-entry; a corrupt entry is reported once, ignored and recomputed.
+entry, with the mode the umask gives new files; a corrupt entry is reported once,
+ignored and recomputed.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import secrets
 import threading
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("xcomposer.cache")
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 def cache_key(key: Any) -> str:
@@ -27,15 +29,20 @@ def cache_key(key: Any) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The file gets the mode any new file gets (0666 less the umask), as ``open()`` would
+    give it: the temporary file is created with that mode, then renamed over ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

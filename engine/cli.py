@@ -18,6 +18,7 @@ from pathlib import Path
 from .config import EngineConfig, load_config
 from .errors import InputError, XComposerError
 from .progress import Progress
+from .safe_text import terminal_safe
 
 EXIT_USER_ERROR = 2
 
@@ -136,6 +137,7 @@ class _ProgressPrinter:
 
 
 def _write_output(path: str | None, text: str) -> None:
+    text = terminal_safe(text)  # model text: no escape sequences reach a terminal or a file
     if path is None:
         sys.stdout.write(text)
         return
@@ -180,7 +182,7 @@ def _cmd_describe(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
     text = engine.describe(
         args.image, args.question, style=args.style, progress=_ProgressPrinter(args.quiet)
     )
-    print(text)
+    print(terminal_safe(text))
 
 
 def _cmd_models(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
@@ -235,8 +237,8 @@ def _cmd_search(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
     finally:
         lib.close()
     for rank, m in enumerate(matches, 1):
-        print(f"{rank}. {m.score:.3f}  {m.path}")
-        print(f"      matched: {m.matched}")
+        print(terminal_safe(f"{rank}. {m.score:.3f}  {m.path}"))
+        print(terminal_safe(f"      matched: {m.matched}"))
 
 
 COMMANDS = {
@@ -261,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("compose", "describe") and not args.quiet:
             sys.stderr.write(f"xcomposer: {engine.stats.summary()}\n")
     except XComposerError as err:
-        sys.stderr.write(f"xcomposer: error: {err}\n")
+        sys.stderr.write(f"xcomposer: error: {terminal_safe(str(err))}\n")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("xcomposer: interrupted\n")

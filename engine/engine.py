@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import edit
+from .answers import admit_answer
 from .article import Article, Candidate, Figure
 from .backends import Backend, GenerateRequest, Generation, Health, create_backend
 from .cache import ResultCache
@@ -135,13 +136,14 @@ class Engine:
                 truncated=hit.get("truncated", False),
                 cached=True,
             )
+            admit_answer(answer, request)  # entries written before this check was made
         elif self.config.frozen:
             raise CacheMissError(
                 "frozen mode: this model answer is not in the cache",
                 "run once with a model available (without frozen/CI) and commit the cache",
             )
         else:
-            answer = self.backend(role).generate(request)
+            answer = admit_answer(self.backend(role).generate(request), request)
             _check_constrained(request, answer)
             self.cache.put(
                 key,
@@ -510,3 +512,14 @@ def _check_constrained(request: GenerateRequest, answer: Generation) -> None:
             f"the model answered {answer.text[:40]!r} where it was constrained to one of {list(request.choices)}",
             "this backend ignored the constraint; use a backend that supports grammars or structured output",
         )
+    if request.json_schema is not None:
+        from .backends.structured import check_answer
+
+        text, why = check_answer(answer.text, request)
+        if text is None:
+            cut = " (cut off at max_tokens)" if answer.truncated else ""
+            raise BackendError(
+                f"the model's answer breaks the JSON schema it was constrained to{cut}: {why}",
+                "use a backend that supports grammars or structured output, or a stronger model",
+            )
+        answer.text = text

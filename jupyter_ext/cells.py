@@ -19,22 +19,20 @@ import re
 from pathlib import Path
 from typing import Any
 
-from xcomposer import Article, Figure, open_image
+from xcomposer import Article, Figure, markdown_line, markdown_text, open_image
 
 MAX_SIDE = 1024
 KEEP_BYTES = 600_000  # images this small (and no larger than MAX_SIDE) keep their own bytes
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|])")
 
 
 def escape_markdown_text(text: str) -> str:
     """One line of model text, safe in Markdown and HTML (captions, alt text)."""
-    text = html.escape(" ".join(text.split()), quote=False)
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return markdown_line(text)
 
 
 def escape_html_only(text: str) -> str:
-    """Model prose: HTML escaped, Markdown emphasis left alone."""
-    return html.escape(text, quote=False)
+    """Model prose as literal Markdown text (the engine's safe renderer)."""
+    return markdown_text(text)
 
 
 def image_attachment(path: str | Path, max_side: int = MAX_SIDE) -> tuple[str, str, bytes]:

@@ -377,7 +377,7 @@ def test_json_schema_answers_are_validated(server):
     assert sent == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
 
     server.script(chat('{"title": "Rockets", "spots": ["one"]}'))
-    with pytest.raises(BackendError, match=r"\$\.spots\[0\] is not integer"):
+    with pytest.raises(BackendError, match=r"\$\.spots\[0\]: 'one' is not of type 'integer'"):
         backend.generate(ask("Plan.", json_schema=schema))
 
 

@@ -3,9 +3,8 @@
 Servers differ in how they take a constraint.  ``constraint_fields`` writes one
 form; ``check_answer`` verifies what came back, whatever the server claims to
 support, so an ignored constraint is caught instead of becoming a wrong answer.
-``schema_error`` checks JSON against the subset of JSON Schema that recipes use
-(types, enum, const, properties, required, additionalProperties, items,
-min/max lengths, items and values, anyOf/oneOf/allOf).
+``schema_error`` checks JSON with ``jsonschema`` (every keyword: ``pattern``,
+``uniqueItems``, ``oneOf`` as exactly one, ...), for every backend.
 """
 
 from __future__ import annotations
@@ -53,7 +52,14 @@ def constraint_fields(dialect: str, request: GenerateRequest) -> dict[str, Any]:
 
 
 def check_answer(text: str, request: GenerateRequest) -> tuple[str | None, str]:
-    """``(answer, "")`` when ``text`` satisfies the request's constraint, else ``(None, why)``."""
+    """``(answer, "")`` when ``text`` satisfies the request's constraint, else ``(None, why)``.
+
+    A reasoning block before the answer (``<think>...</think>``) is not part of it.
+    Nothing is repaired: an answer that breaks its constraint is reported.
+    """
+    from ..answers import without_reasoning
+
+    text = without_reasoning(text)
     shown = one_line(repr(text), 120)
     if request.choices is not None:
         choices = request.choices
@@ -74,78 +80,38 @@ def check_answer(text: str, request: GenerateRequest) -> tuple[str | None, str]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         return None, f"the answer {shown} is not JSON ({err.msg})"
-    error = schema_error(data, request.json_schema or {})
+    clean = _terminal_safe_strings(data)  # JSON escapes (\u001b, \u202e) hide them from text
+    error = schema_error(clean, request.json_schema or {})
     if error:
         return None, f"the answer {shown} does not match the schema ({error})"
-    return text.strip(), ""
+    return (text.strip() if clean == data else json.dumps(clean, ensure_ascii=False)), ""
 
 
-_TYPES = {
-    "string": str,
-    "integer": int,
-    "number": (int, float),
-    "boolean": bool,
-    "array": list,
-    "object": dict,
-    "null": type(None),
-}
+def _terminal_safe_strings(value: Any) -> Any:
+    """``value`` with every string in it (keys too) made terminal-safe."""
+    from ..safe_text import terminal_safe
+
+    if isinstance(value, str):
+        return terminal_safe(value)
+    if isinstance(value, list):
+        return [_terminal_safe_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {terminal_safe(k): _terminal_safe_strings(v) for k, v in value.items()}
+    return value
 
 
 def schema_error(value: Any, schema: dict, where: str = "$") -> str | None:
-    """The first way ``value`` breaks ``schema`` (a practical subset of JSON Schema), or None."""
-    if not isinstance(schema, dict):
+    """The most relevant way ``value`` breaks ``schema`` (JSON Schema, checked by
+    ``jsonschema`` with the draft the schema names, 2020-12 by default), or None."""
+    import jsonschema
+
+    validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as err:
+        return f"the schema itself is invalid: {one_line(err.message, 120)}"
+    error = jsonschema.exceptions.best_match(validator_class(schema).iter_errors(value))
+    if error is None:
         return None
-    types = schema.get("type")
-    if types is not None:
-        names = [types] if isinstance(types, str) else list(types)
-        ok = any(
-            isinstance(value, _TYPES.get(n, object))
-            and not (isinstance(value, bool) and n in ("integer", "number"))
-            for n in names
-        )
-        if not ok:
-            return f"{where} is not {' or '.join(names)}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{where} is not one of the allowed values"
-    if "const" in schema and value != schema["const"]:
-        return f"{where} is not {schema['const']!r}"
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            return f"{where} is too short"
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            return f"{where} is too long"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            return f"{where} is below {schema['minimum']}"
-        if "maximum" in schema and value > schema["maximum"]:
-            return f"{where} is above {schema['maximum']}"
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            return f"{where} has fewer than {schema['minItems']} items"
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            return f"{where} has more than {schema['maxItems']} items"
-        for i, item in enumerate(value):
-            if error := schema_error(item, schema.get("items", {}), f"{where}[{i}]"):
-                return error
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        for name in schema.get("required", []):
-            if name not in value:
-                return f"{where}.{name} is missing"
-        extra = schema.get("additionalProperties", True)
-        for name, item in value.items():
-            if name in props:
-                sub = props[name]
-            elif extra is False:
-                return f"{where}.{name} is not allowed"
-            else:
-                sub = extra if isinstance(extra, dict) else {}
-            if error := schema_error(item, sub, f"{where}.{name}"):
-                return error
-    for key in ("anyOf", "oneOf"):
-        if key in schema and all(schema_error(value, s, where) for s in schema[key]):
-            return f"{where} matches none of {key}"
-    for sub in schema.get("allOf", []):
-        if error := schema_error(value, sub, where):
-            return error
-    return None
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return f"{where}{path}: {one_line(error.message, 160)}"

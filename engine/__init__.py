@@ -38,7 +38,17 @@ _EXPORTS = {
         "ModelError",
         "XComposerError",
     ),
-    "images": ("IMAGE_SUFFIXES", "file_sha256", "open_image"),
+    "images": (
+        "IMAGE_SUFFIXES",
+        "display_size",
+        "encode_image",
+        "file_sha256",
+        "image_data_uri",
+        "load_image",
+        "open_image",
+    ),
+    "library.fingerprint": ("library_fingerprint",),
+    "svg": ("safe_svg_bytes",),
     "progress": ("Progress", "ProgressCallback"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -66,8 +76,18 @@ if TYPE_CHECKING:
         ModelError,
         XComposerError,
     )
-    from .images import IMAGE_SUFFIXES, file_sha256, open_image
+    from .images import (
+        IMAGE_SUFFIXES,
+        display_size,
+        encode_image,
+        file_sha256,
+        image_data_uri,
+        load_image,
+        open_image,
+    )
+    from .library.fingerprint import library_fingerprint
     from .progress import Progress, ProgressCallback
+    from .svg import safe_svg_bytes
 
 
 def __getattr__(name: str) -> Any:
@@ -111,8 +131,14 @@ __all__ = [
     "XComposerError",
     "cache_key",
     "config_from_dict",
+    "display_size",
+    "encode_image",
     "file_sha256",
+    "image_data_uri",
+    "library_fingerprint",
     "load_config",
+    "load_image",
     "open_image",
+    "safe_svg_bytes",
     "write_atomic",
 ]

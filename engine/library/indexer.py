@@ -24,7 +24,7 @@ import numpy as np
 from ..cache import ResultCache
 from ..config import LibraryConfig
 from ..errors import BackendError, CacheMissError, ImageError, ModelError, XComposerError
-from ..images import file_sha256, open_image
+from ..images import file_sha256, flatten, open_image
 from ..progress import Progress, ProgressCallback
 from .docs_refs import collect_references
 from .embeddings import ImageEmbedder, TextEmbedder
@@ -301,7 +301,7 @@ class Indexer:
             report.skipped.append((item.path, f"cannot be processed ({type(err).__name__}: {err})"))
             return None
         if self.image is not None:
-            small = upright.convert("RGB")
+            small = flatten(upright)
             small.thumbnail((IMAGE_EMBED_SIDE, IMAGE_EMBED_SIDE))
             work.image_for_embedding = small
         work.row.update(

@@ -38,7 +38,17 @@ _EXPORTS = {
         "ModelError",
         "XComposerError",
     ),
-    "images": ("IMAGE_SUFFIXES", "file_sha256", "open_image"),
+    "images": (
+        "IMAGE_SUFFIXES",
+        "display_size",
+        "encode_image",
+        "file_sha256",
+        "image_data_uri",
+        "load_image",
+        "open_image",
+    ),
+    "library.fingerprint": ("library_fingerprint",),
+    "svg": ("safe_svg_bytes",),
     "progress": ("Progress", "ProgressCallback"),
     "safe_text": (
         "MAX_BLOCK_CHARS",
@@ -81,7 +91,16 @@ if TYPE_CHECKING:
         ModelError,
         XComposerError,
     )
-    from .images import IMAGE_SUFFIXES, file_sha256, open_image
+    from .images import (
+        IMAGE_SUFFIXES,
+        display_size,
+        encode_image,
+        file_sha256,
+        image_data_uri,
+        load_image,
+        open_image,
+    )
+    from .library.fingerprint import library_fingerprint
     from .progress import Progress, ProgressCallback
     from .safe_text import (
         MAX_BLOCK_CHARS,
@@ -98,6 +117,7 @@ if TYPE_CHECKING:
         terminal_safe,
         url_path,
     )
+    from .svg import safe_svg_bytes
 
 
 def __getattr__(name: str) -> Any:
@@ -143,9 +163,15 @@ __all__ = [
     "XComposerError",
     "cache_key",
     "config_from_dict",
+    "display_size",
+    "encode_image",
     "file_sha256",
+    "image_data_uri",
+    "library_fingerprint",
     "load_config",
+    "load_image",
     "open_image",
+    "safe_svg_bytes",
     "write_atomic",
     "bounded",
     "figure_html",

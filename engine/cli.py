@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sections", type=int, default=4, help="sections in the outline (default 4)")
     p.add_argument("--words", type=int, default=80, help="words per section (default 80)")
     p.add_argument("--seed", type=int, help="sampling seed (default: the config's)")
+    p.add_argument("--index-dir", help="where the image index lives (default: DIR/.xcomposer)")
 
     p = sub.add_parser(
         "describe", parents=[common], help="caption, alt text or an answer about an image"

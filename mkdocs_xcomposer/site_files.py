@@ -71,13 +71,9 @@ class SiteImages:
         with self._lock:
             if image in self._sizes:
                 return self._sizes[image]
-        from PIL import Image
+        from xcomposer import display_size  # as a browser shows it (EXIF rotation, SVG)
 
-        try:
-            with Image.open(image) as img:
-                size: tuple[int, int] | None = img.size
-        except (OSError, ValueError):
-            size = None
+        size = display_size(image)
         with self._lock:
             self._sizes[image] = size
         return size

@@ -19,6 +19,7 @@ from typing import Any
 StoredArticle = dict[str, Any]
 StoredFigure = dict[str, Any]
 
+
 def neutralise(text: str) -> str:
     """Model text as Markdown that renders as exactly this text: the engine's renderer
     (``xcomposer.markdown_text``: terminal-safe, bounded, no HTML, links, images, block

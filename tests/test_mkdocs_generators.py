@@ -184,3 +184,54 @@ def test_zensical_fails_on_a_block_missing_from_the_cache_with_page_and_line(
     assert done.returncode != 0
     assert "guide/launch.md:3: this compose block is not in the cache" in done.stdout + done.stderr
     assert "xcomposer site fill" in done.stdout + done.stderr
+
+
+def test_site_check_names_each_missing_block_and_image(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    from xcomposer import InputError
+
+    config = _site(tmp_path, captioned_images)
+    with pytest.raises(InputError) as err:
+        check(config)
+    assert "guide/launch.md:3: this compose block is not in the cache" in str(err.value)
+    assert "guide/lists.md:5:" in str(err.value) and "guide/lists.md:13:" in str(err.value)
+    fill(config, {"main": ScriptedBackend()})
+    shutil.rmtree(tmp_path / "docs/assets")
+    with pytest.raises(InputError, match=r"guide/launch\.md:3: image assets/xcomposer/images/"):
+        check(config)
+
+
+def test_a_site_with_the_old_cache_folder_gets_a_migration_notice(
+    tmp_path: Path, captioned_images: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mkdocs_sites import build_site
+
+    config = _site(tmp_path, captioned_images)
+    (tmp_path / ".cache/xcomposer/blocks").mkdir(parents=True)
+    fill(config, {"main": ScriptedBackend()})
+    notices = [r.getMessage() for r in caplog.records if "moved out of .cache/" in r.getMessage()]
+    assert notices and "git mv .cache/xcomposer/blocks xcomposer-cache/blocks" in notices[0]
+    caplog.clear()
+    build_site(config, {"main": ScriptedBackend()})  # the new folder exists now: no notice
+    assert not [r for r in caplog.records if "moved out of .cache/" in r.getMessage()]
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_the_example_site_builds_alike_with_mkdocs_properdocs_and_zensical(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, site, ignore=shutil.ignore_patterns("site", ".cache"))
+    _run([str(BIN / "xcomposer"), "site", "check", "mkdocs.yml"], site)
+    _run([str(BIN / "mkdocs"), "build", "-q", "-d", "built-mkdocs"], site)
+    _run([str(BIN / "properdocs"), "build", "-q", "-d", "built-properdocs"], site)
+    _run([str(BIN / "zensical"), "build", "--clean"], site)
+    mkdocs = _figures(site / "built-mkdocs")
+    assert sum(len(v) for k, v in mkdocs.items() if k != "index.html") >= 7
+    assert _figures(site / "built-properdocs") == mkdocs
+    assert _figures(site / "site") == mkdocs
+    names = lambda root: sorted(p.name for p in (root / "xcomposer-cache/blocks").rglob("*.json"))  # noqa: E731
+    assert names(site) == names(EXAMPLES), "zensical build --clean leaves the committed cache"

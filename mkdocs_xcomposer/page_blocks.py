@@ -12,8 +12,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mkdocs.plugins import get_plugin_logger
+
 from .alt_text import MissingAlt, with_alt
-from .blocks import Block
+from .blocks import Block, BlockError, each_error
 from .extension import FigurePart, NoticePart, Part, Replacement
 from .jobs import load_article
 from .page_text import has_h1, lines_before, short
@@ -23,7 +25,10 @@ if TYPE_CHECKING:
     from markdown import Markdown
 
     from .extension import PageRef
+    from .jobs import Job, Outcome
     from .plugin import XComposerPlugin
+
+plugin_log = get_plugin_logger("mkdocs_xcomposer.plugin")
 
 _FIGURE = re.compile(r"\x00F(\d+)\x00")
 
@@ -151,3 +156,58 @@ def images_of(plugin: XComposerPlugin, spec: Any, result: Any) -> list[Path]:
     if spec.kind not in ("compose", "illustrate") or not isinstance(result, dict):
         return []
     return [plugin.folders.absolute(fig["image"]) for fig in result.get("figures", [])]
+
+
+def jobs_of_page(
+    plugin: XComposerPlugin, markdown: str, page: PageRef
+) -> list[tuple[Block | MissingAlt, Job]]:
+    """The page's jobs with their outcomes known (another plugin, or Material's blog
+    excerpts, may hand over Markdown that on_files did not see)."""
+    assert plugin.workshop is not None
+    try:
+        page_jobs = plugin._page_jobs(
+            markdown, page.src_uri, page.abs_path or Path(), page.line_offset
+        )
+    except BlockError as err:
+        plugin._fail([str(e) for e in each_error(err)])
+    unseen = [job for _, job in page_jobs if job.digest not in plugin.outcomes]
+    if unseen:
+        outcomes = plugin.workshop.resolve(unseen, background=plugin.serving)
+        plugin.outcomes.update(outcomes)
+        if not plugin.standalone:
+            failed = [o.error for o in outcomes.values() if o.state == "failed"]
+            if failed:
+                plugin._fail([e or "failed" for e in failed])
+    return page_jobs
+
+
+def missing_block(plugin: XComposerPlugin, job: Job, outcome: Outcome) -> NoticePart:
+    """A block without a result: the build fails, or (standalone, ``missing: notice``)
+    the page shows a notice and a warning is logged."""
+    message = outcome.error or f"{job.where}: failed"
+    if plugin.standalone and plugin.on_missing == "notice":
+        plugin_log.warning("%s", message)
+        return NoticePart("failure", "Not composed yet", message)
+    if plugin.standalone:
+        from xcomposer import CacheMissError
+
+        raise CacheMissError(f"xcomposer: {message}")
+    plugin._fail([message])
+
+
+def page_index(plugin: XComposerPlugin) -> dict[str, str]:
+    """Every page's Markdown (front matter removed, stripped) to its path: how a
+    generator that does not say which page it renders is answered."""
+    if plugin._page_index is None:
+        from mkdocs.utils.meta import get_data
+
+        assert plugin.folders is not None
+        index: dict[str, str] = {}
+        for path in sorted(plugin.folders.docs_dir.rglob("*.md")):
+            try:
+                body, _ = get_data(path.read_text(encoding="utf-8-sig"))
+            except (OSError, ValueError):
+                continue
+            index.setdefault(body.strip(), path.relative_to(plugin.folders.docs_dir).as_posix())
+        plugin._page_index = index
+    return plugin._page_index

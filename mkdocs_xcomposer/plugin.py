@@ -321,54 +321,13 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         return page_blocks.replacements(self, markdown, page)
 
     def jobs_of_page(self, markdown: str, page: PageRef) -> list[tuple[Block | MissingAlt, Job]]:
-        """The page's jobs with their outcomes known (another plugin, or Material's blog
-        excerpts, may hand over Markdown that on_files did not see)."""
-        assert self.workshop is not None
-        try:
-            page_jobs = self._page_jobs(
-                markdown, page.src_uri, page.abs_path or Path(), page.line_offset
-            )
-        except BlockError as err:
-            self._fail(each_message(err))
-        unseen = [job for _, job in page_jobs if job.digest not in self.outcomes]
-        if unseen:
-            outcomes = self.workshop.resolve(unseen, background=self.serving)
-            self.outcomes.update(outcomes)
-            if not self.standalone:
-                failed = [o.error for o in outcomes.values() if o.state == "failed"]
-                if failed:
-                    self._fail([e or "failed" for e in failed])
-        return page_jobs
+        return page_blocks.jobs_of_page(self, markdown, page)
 
     def missing_block(self, job: Job, outcome: Outcome) -> NoticePart:
-        """A block without a result: the build fails, or (standalone, ``missing: notice``)
-        the page shows a notice and a warning is logged."""
-        message = outcome.error or f"{job.where}: failed"
-        if self.standalone and self.on_missing == "notice":
-            log.warning("%s", message)
-            return NoticePart("failure", "Not composed yet", message)
-        if self.standalone:
-            from xcomposer import CacheMissError
-
-            raise CacheMissError(f"xcomposer: {message}")
-        self._fail([message])
+        return page_blocks.missing_block(self, job, outcome)
 
     def page_index(self) -> dict[str, str]:
-        """Every page's Markdown (front matter removed, stripped) to its path: how a
-        generator that does not say which page it renders is answered."""
-        if self._page_index is None:
-            from mkdocs.utils.meta import get_data
-
-            assert self.folders is not None
-            index: dict[str, str] = {}
-            for path in sorted(self.folders.docs_dir.rglob("*.md")):
-                try:
-                    body, _ = get_data(path.read_text(encoding="utf-8-sig"))
-                except (OSError, ValueError):
-                    continue
-                index.setdefault(body.strip(), path.relative_to(self.folders.docs_dir).as_posix())
-            self._page_index = index
-        return self._page_index
+        return page_blocks.page_index(self)
 
     # Runs after every page is written: the summary, then the cache entries no page used
     # are removed (only after a full, successful build, and never while serve composes).

@@ -235,3 +235,28 @@ def test_the_example_site_builds_alike_with_mkdocs_properdocs_and_zensical(
     assert _figures(site / "site") == mkdocs
     names = lambda root: sorted(p.name for p in (root / "xcomposer-cache/blocks").rglob("*.json"))  # noqa: E731
     assert names(site) == names(EXAMPLES), "zensical build --clean leaves the committed cache"
+
+
+ZENSICAL_TOML = """\
+[project]
+site_name = "An illustrated notebook"
+docs_dir = "docs"
+
+[project.markdown_extensions.xcomposer]
+
+[project.plugins.xcomposer]
+library = ["images"]
+alt_text = "missing"
+figure_caption = "image"
+"""
+
+
+def test_the_example_site_builds_from_a_zensical_toml(tmp_path: Path) -> None:
+    site = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, site, ignore=shutil.ignore_patterns("site", ".cache"))
+    (site / "mkdocs.yml").unlink()
+    (site / "zensical.toml").write_text(ZENSICAL_TOML, encoding="utf-8")
+    _run([str(BIN / "xcomposer"), "site", "check"], site)
+    _run([str(BIN / "zensical"), "build", "--clean"], site)
+    figures = _figures(site / "site")
+    assert len(figures["launch-day/index.html"]) == 2 and len(figures["studio/index.html"]) == 2

@@ -176,3 +176,29 @@ def test_a_material_blog_shows_figures_in_excerpts_with_working_links(
         assert figures, f"{page}: the excerpt shows the post's figure"
         for src in figures:
             assert (page.parent / src).resolve().is_file(), f"{page}: {src} does not resolve"
+
+
+def test_images_that_is_a_file_says_so(tmp_path: Path, captioned_images: Path) -> None:
+    page = "/// illustrate\n    images: img/photo.png\n\nText.\n///\n"
+    config = make_site(tmp_path, {"bad.md": page}, images=captioned_images)
+    (tmp_path / "docs/img").mkdir()
+    (tmp_path / "docs/img/photo.png").write_bytes(b"x")
+    with pytest.raises(PluginError, match=r"bad\.md:1: image folder 'img/photo.png' is a file"):
+        build_site(config, {"main": ScriptedBackend()})
+
+
+def test_plain_python_markdown_shows_a_notice_for_a_block_missing_from_the_cache(
+    tmp_path: Path, captioned_images: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import markdown
+
+    from mkdocs_xcomposer.extension import XComposerExtension
+
+    page = "# Page\n\n" + COMPOSE
+    config = make_site(tmp_path, {"index.md": page}, images=captioned_images)
+    ext = XComposerExtension(config_file=str(config), options={"missing": "notice"})
+    html = markdown.Markdown(extensions=[ext]).convert(page)
+    assert 'class="admonition failure xcomposer-notice"' in html
+    assert "index.md:3: this compose block is not in the cache" in html
+    assert "/// compose" not in html
+    assert any("index.md:3" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")

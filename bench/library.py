@@ -19,6 +19,11 @@ In one run:
    (``--ocr`` adds the OCR configuration).
 
 ``--write-docs`` replaces the ``## Image library`` section of docs/benchmarks.md.
+
+``--compare REV`` measures only the first index with embeddings, side by side:
+the engine of git revision REV and the working tree's, each in a fresh
+process with MiniLM loaded before the clock starts, on the same generated
+images, taking turns (``--rounds``); it prints a table for docs/library.md.
 """
 
 from __future__ import annotations
@@ -376,6 +381,72 @@ def report(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+FIRST_INDEX_CHILD = """
+import json, sys, time
+from pathlib import Path
+import xcomposer
+from xcomposer.library import Library
+from xcomposer.library.embeddings import TextEmbedder
+TextEmbedder().embed(["warm up"])
+folder, index = Path(sys.argv[1]), Path(sys.argv[2])
+lib = Library.open([folder], index_dir=index)
+t = time.perf_counter()
+report = lib.update()
+seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "total": report.total, "engine": xcomposer.__file__}))
+"""
+
+
+def first_index(folder: Path, index: Path, engine_parent: Path | None) -> dict:
+    """One first index with embeddings in a fresh process (``engine_parent`` holds an old engine)."""
+    env = dict(os.environ)
+    if engine_parent is not None:
+        env["PYTHONPATH"] = str(engine_parent)
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_INDEX_CHILD, str(folder), str(index)],
+        capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(args: argparse.Namespace, work: Path) -> None:
+    """The first index with embeddings: revision ``args.compare`` against the working tree."""
+    old = work / "old"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", args.compare, "engine"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    (old / "pkg").mkdir()
+    (old / "pkg" / "xcomposer").symlink_to(old / "engine")
+    folder = work / "images"
+    generate_images(folder, args.images)
+    load_start = os.getloadavg()[0]
+    runs: dict[str, list[float]] = {"old": [], "new": []}
+    for round_no in range(args.rounds):
+        for side in ("old", "new") if round_no % 2 == 0 else ("new", "old"):
+            index = work / f"index-{side}-{round_no}"
+            got = first_index(folder, index, old / "pkg" if side == "old" else None)
+            assert got["total"] == args.images, got
+            assert (side == "old") == got["engine"].startswith(str(old)), got
+            runs[side].append(got["seconds"])
+            print(f"{side}: {got['seconds']:.1f} s ({args.images / got['seconds']:.1f} images/s)")
+    old_s, new_s = statistics.median(runs["old"]), statistics.median(runs["new"])
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", args.compare],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    print(
+        f"\n`python bench/library.py --compare {args.compare} --images {args.images} "
+        f"--rounds {args.rounds}` on {machine()}; load average {load_start:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end (a shared, loaded machine).\n\n"
+        "| first index with MiniLM embeddings | median seconds | images/s |\n|---|---:|---:|\n"
+        f"| before ({head}) | {old_s:.1f} | {args.images / old_s:.1f} |\n"
+        f"| now (working tree) | {new_s:.1f} | {args.images / new_s:.1f} |\n\n"
+        f"Speed-up: **{old_s / new_s:.2f}x** (runs: before {runs['old']}, now {runs['new']})."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=10_000)
@@ -384,7 +455,13 @@ def main() -> None:
     parser.add_argument("--ocr", action="store_true", help="evaluate with OCR too (slow)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument("--compare", metavar="REV", help="first index only: REV against now")
+    parser.add_argument("--rounds", type=int, default=1, help="turns each side takes (--compare)")
     args = parser.parse_args()
+    if args.compare:
+        with tempfile.TemporaryDirectory(prefix="xc-bench-compare-") as tmp:
+            compare(args, Path(tmp))
+        return
     if args.keep:
         work = Path(args.keep)
         shutil.rmtree(work, ignore_errors=True)

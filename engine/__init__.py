@@ -39,7 +39,6 @@ _EXPORTS = {
         "XComposerError",
     ),
     "identity": ("ROLES", "engine_identity", "identity_digest", "serving_every_role"),
-    "images": ("IMAGE_SUFFIXES", "file_sha256", "open_image"),
     "jobs": ("Job", "JobCancelled", "JobEvent", "JobRunner", "run_all"),
     "options": (
         "ComposeOptions",
@@ -49,6 +48,17 @@ _EXPORTS = {
         "OptionError",
         "Switch",
     ),
+    "images": (
+        "IMAGE_SUFFIXES",
+        "display_size",
+        "encode_image",
+        "file_sha256",
+        "image_data_uri",
+        "load_image",
+        "open_image",
+    ),
+    "library.fingerprint": ("library_fingerprint",),
+    "svg": ("safe_svg_bytes",),
     "progress": ("Progress", "ProgressCallback"),
     "safe_text": (
         "MAX_BLOCK_CHARS",
@@ -92,8 +102,17 @@ if TYPE_CHECKING:
         XComposerError,
     )
     from .identity import ROLES, engine_identity, identity_digest, serving_every_role
-    from .images import IMAGE_SUFFIXES, file_sha256, open_image
+    from .images import (
+        IMAGE_SUFFIXES,
+        display_size,
+        encode_image,
+        file_sha256,
+        image_data_uri,
+        load_image,
+        open_image,
+    )
     from .jobs import Job, JobCancelled, JobEvent, JobRunner, run_all
+    from .library.fingerprint import library_fingerprint
     from .options import (
         ComposeOptions,
         DescribeOptions,
@@ -118,6 +137,7 @@ if TYPE_CHECKING:
         terminal_safe,
         url_path,
     )
+    from .svg import safe_svg_bytes
 
 
 def __getattr__(name: str) -> Any:
@@ -177,10 +197,16 @@ __all__ = [
     "engine_identity",
     "file_sha256",
     "identity_digest",
+    "display_size",
+    "encode_image",
+    "image_data_uri",
+    "library_fingerprint",
     "load_config",
+    "load_image",
     "open_image",
     "run_all",
     "serving_every_role",
+    "safe_svg_bytes",
     "write_atomic",
     "bounded",
     "figure_html",

@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sections", type=int, help="sections in the outline (1 to 12, default 4)")
     p.add_argument("--words", type=int, help="words per section (10 to 1000, default 80)")
     p.add_argument("--seed", type=int, help="sampling seed (default: the config's)")
+    p.add_argument("--index-dir", help="where the image index lives (default: DIR/.xcomposer)")
 
     p = sub.add_parser(
         "describe", parents=[common], help="caption, alt text or an answer about an image"

@@ -3,23 +3,43 @@
 Truncated files, decompression bombs, non-images with an image extension and
 oversize files raise :class:`ImageError` with a one-line reason, never a Pillow
 traceback.
+
+One loading path for every consumer (the index, thumbnails, hashes, vision
+backends, figure sizes):
+
+* :func:`open_image` decodes a file as stored (metadata intact; an SVG is
+  sanitised and drawn, see :mod:`xcomposer.svg`);
+* :func:`load_image` is what pixels are taken from: EXIF orientation applied,
+  16-bit, palette, alpha, CMYK and other modes turned into 8-bit ``L``, ``RGB``
+  or ``RGBA`` with their values scaled, not clipped;
+* :func:`display_size` is the size a browser shows (rotated photos swapped,
+  an SVG's width/height or viewBox), read without decoding the pixels;
+* :func:`encode_image` / :func:`image_data_uri` give a backend PNG or JPEG
+  bytes whatever the source (WebP, SVG, TIFF...), since llama.cpp and some
+  servers accept nothing else.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ImageError
+from .svg import SVG_SUFFIXES
 
 if TYPE_CHECKING:
     from PIL import Image
 
-IMAGE_SUFFIXES = frozenset(
+RASTER_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif"}
 )
+IMAGE_SUFFIXES = RASTER_SUFFIXES | SVG_SUFFIXES
+#: EXIF orientations that turn the picture a quarter turn (width and height swap).
+_QUARTER_TURNS = {5, 6, 7, 8}
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_BYTES = 50_000_000
 
@@ -58,6 +78,8 @@ def open_image(
             f"image {path} is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit",
             "shrink it or raise library.max_file_bytes",
         )
+    if is_svg(path):
+        return _open_svg(path, max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -86,3 +108,158 @@ def open_image(
 
 def image_suffix_ok(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_svg(path: Path | str) -> bool:
+    return Path(path).suffix.lower() in SVG_SUFFIXES
+
+
+def _open_svg(path: Path, max_bytes: int, max_side: int | None = None) -> Image.Image:
+    """The sanitised SVG drawn (longer side at most ``max_side``), ``format`` ``"SVG"``.
+
+    ``info["svg_size"]`` is its display size and ``info["svg_texts"]`` what it
+    says about itself (title, description, visible text).
+    """
+    from PIL import Image
+
+    from . import svg
+
+    doc = svg.parse_svg(svg.read_svg_bytes(path, max_bytes), f"image {path}")
+    texts = svg.svg_texts(doc)
+    svg.sanitise(doc.root)
+    clean = svg.ET.tostring(doc.root, encoding="utf-8")
+    side = max_side or svg.RASTER_MAX_SIDE
+    try:
+        png = svg.rasterise(clean, doc.width, doc.height, side)
+    except ImageError as err:
+        raise ImageError(f"image {path}: {err.what}", err.fix) from None
+    img = Image.open(io.BytesIO(png))
+    img.load()
+    img.format = "SVG"
+    img.info = {"svg_size": (doc.width, doc.height), "svg_texts": texts}
+    return img
+
+
+def normalise(img: Image.Image) -> Image.Image:
+    """8-bit ``L``, ``RGB`` or ``RGBA``, values scaled (a 16-bit image is not clipped to white)."""
+    import numpy as np
+    from PIL import Image
+
+    mode = img.mode
+    if mode in ("L", "RGB", "RGBA"):
+        return img
+    if mode.startswith("I") or mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and values.min() >= 0 and values.max() < 65536):
+            scaled = values / 257.0  # 0..65535 onto 0..255
+        else:
+            low, high = float(values.min()), float(values.max())
+            scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+    if mode == "1":
+        return img.convert("L")
+    if mode == "P":
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if mode in ("LA", "La", "PA", "RGBa"):
+        return img.convert("RGBA")
+    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as it is displayed: its EXIF orientation applied (a corrupt tag is ignored)."""
+    from PIL import ImageOps
+
+    try:
+        turned = ImageOps.exif_transpose(img)
+    except Exception:  # a corrupt orientation tag must not cost the image
+        return img
+    return img if turned is None else turned
+
+
+def pixels(img: Image.Image) -> Image.Image:
+    """What consumers look at: upright and normalised, ``format`` kept."""
+    fmt = img.format
+    out = normalise(upright(img))
+    out.format = fmt
+    return out
+
+
+def load_image(
+    path: Path,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Image.Image:
+    """Open an image for its pixels: upright (EXIF), 8-bit ``L``/``RGB``/``RGBA``; an SVG drawn."""
+    return pixels(open_image(path, max_pixels=max_pixels, max_bytes=max_bytes))
+
+
+def flatten(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """RGB, transparent parts over ``background``."""
+    from PIL import Image
+
+    img = normalise(img)
+    if img.mode == "RGBA":
+        flat = Image.new("RGB", img.size, background)
+        flat.paste(img, mask=img.getchannel("A"))
+        return flat
+    return img.convert("RGB")
+
+
+def display_size(path: Path | str) -> tuple[int, int] | None:
+    """Width and height as a browser displays the image (EXIF rotation, SVG viewBox).
+
+    Reads the header only; ``None`` when the file cannot be read as an image.
+    """
+    path = Path(path)
+    if is_svg(path):
+        from . import svg
+
+        try:
+            doc = svg.parse_svg(svg.read_svg_bytes(path), f"image {path}")
+        except ImageError:
+            return None
+        return doc.width, doc.height
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            try:
+                orientation = img.getexif().get(0x0112)
+            except Exception:  # corrupt EXIF: shown as stored
+                orientation = None
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return (height, width) if orientation in _QUARTER_TURNS else (width, height)
+
+
+def encode_image(
+    path: Path | str,
+    max_side: int | None = None,
+    formats: tuple[str, ...] = ("PNG", "JPEG"),
+) -> tuple[str, bytes]:
+    """``(mime type, bytes)`` of an image in one of ``formats``, upright, longer side <= ``max_side``.
+
+    A JPEG stays JPEG (quality 90) when JPEG is accepted; everything else
+    (WebP, SVG, TIFF, 16-bit or palette PNG...) becomes PNG, which keeps
+    transparency, or JPEG when only JPEG is accepted.
+    """
+    from PIL import Image
+
+    img = load_image(Path(path))
+    source = img.format
+    if max_side and max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    if "JPEG" in formats and (source in ("JPEG", "MPO") or "PNG" not in formats):
+        flatten(img).save(out, "JPEG", quality=90)
+        return "image/jpeg", out.getvalue()
+    img.save(out, "PNG")
+    return "image/png", out.getvalue()
+
+
+def image_data_uri(path: Path | str, max_side: int | None = None) -> str:
+    """The image as a ``data:`` URI of PNG or JPEG bytes (see :func:`encode_image`)."""
+    mime, data = encode_image(path, max_side)
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

@@ -2,7 +2,7 @@
 
 The pictures are chosen and placed by the embedded default model (SmolLM2 on
 llama.cpp), from the photos and diagrams in examples/images.  Results are cached
-in examples/.cache/xcomposer (committed), so a second build takes a second;
+in examples/xcomposer-cache (committed), so a second build takes a second;
 ``--fresh`` composes everything again in a temporary cache to watch the model work.
 
     .venv/bin/python examples/demo.py [--fresh] [--site-dir DIR]

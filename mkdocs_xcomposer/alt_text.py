@@ -1,10 +1,12 @@
 """``alt_text: missing``: Markdown images without alt text, and filling them in.
 
-Only ``![](path)`` (and ``![](path "title")``) with nothing between the brackets
-counts as missing: a person's alt text is never touched, and neither is an HTML
-``<img alt="">`` (an empty alt there is a deliberate "decorative" marker).  Code
-fences, inline code and HTML comments are skipped; only local image files inside
-docs_dir are described (remote URLs are left alone).
+Only ``![](path)`` (and ``![](path "title")``, ``![](<path with spaces.jpg>)``,
+reference-style ``![][cat]`` with its ``[cat]: path`` definition) with nothing
+between the brackets counts as missing: a person's alt text is never touched, and
+neither is an HTML ``<img alt="">`` (an empty alt there is a deliberate
+"decorative" marker).  Code fences, inline code and HTML comments (one line or
+many) are skipped; only local image files inside docs_dir are described (remote
+URLs are left alone).  A reference without a definition is reported, not guessed.
 """
 
 from __future__ import annotations
@@ -15,8 +17,15 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 _EMPTY_ALT = re.compile(
-    r"!\[\]\(\s*(?P<open><)?(?P<src>[^)\s>]+)(?(open)>)(?P<title>\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)"
+    r"!\[\]\(\s*(?:<(?P<asrc>[^>\n]+)>|(?P<src>[^)\s]+))"
+    r"(?P<title>\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)"
+    r"|!\[\] ?\[(?P<ref>[^\]\n]+)\]"
 )
+_DEFINITION = re.compile(
+    r"^[ ]{0,3}\[(?P<label>[^\]\n]+)\]:[ \t]*(?:<(?P<asrc>[^>\n]+)>|(?P<src>\S+))",
+    re.MULTILINE,
+)
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
 
 
@@ -31,8 +40,14 @@ class MissingAlt:
     """Character offsets of the whole ``![](...)``."""
     src: str
     title: str
-    image: Path
-    """The image file, resolved like MkDocs does (relative to the page, or to docs_dir)."""
+    image: Path | None
+    """The image file, resolved like MkDocs does (relative to the page, or to docs_dir);
+    ``None`` with a ``problem`` for a reference without a definition."""
+    ref: str = ""
+    """Reference-style: the label (``![][cat]``)."""
+    angle: bool = False
+    """The source was written in angle brackets (``![](<a b.jpg>)``)."""
+    problem: str = ""
 
 
 def find_missing(
@@ -43,6 +58,11 @@ def find_missing(
 ) -> list[MissingAlt]:
     """Local images with empty alt text, outside code, comments and the ``skip`` spans."""
     found: list[MissingAlt] = []
+    comments = [(m.start(), m.end()) for m in _COMMENT.finditer(markdown)]
+    definitions = {
+        _label(m.group("label")): m.group("asrc") or m.group("src")
+        for m in _DEFINITION.finditer(markdown)
+    }
     fence: str | None = None
     in_comment = False
     offset = 0
@@ -68,7 +88,29 @@ def find_missing(
         for match in _EMPTY_ALT.finditer(text):
             if text[: match.start()].count("`") % 2:  # inside inline code
                 continue
-            image = _local_image(match.group("src"), page_path, docs_dir)
+            if any(a <= start + match.start() < b for a, b in comments):
+                continue
+            ref = match.group("ref") or ""
+            if ref:
+                src = definitions.get(_label(ref))
+                if src is None:
+                    found.append(
+                        MissingAlt(
+                            line=number,
+                            start=start + match.start(),
+                            end=start + match.end(),
+                            src="",
+                            title="",
+                            image=None,
+                            ref=ref,
+                            problem=f"image reference [{ref}] has no definition "
+                            f"([{ref}]: path); its alt text is not filled",
+                        )
+                    )
+                    continue
+            else:
+                src = match.group("asrc") or match.group("src")
+            image = _local_image(src, page_path, docs_dir)
             if image is None:
                 continue
             found.append(
@@ -76,12 +118,18 @@ def find_missing(
                     line=number,
                     start=start + match.start(),
                     end=start + match.end(),
-                    src=match.group("src"),
+                    src=src,
                     title=(match.group("title") or ""),
                     image=image,
+                    ref=ref,
+                    angle=bool(match.group("asrc")),
                 )
             )
     return found
+
+
+def _label(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def _local_image(src: str, page_path: Path, docs_dir: Path) -> Path | None:
@@ -111,5 +159,7 @@ def escape_alt(text: str) -> str:
 
 def with_alt(missing: MissingAlt, alt: str) -> str:
     """The image's Markdown with ``alt`` filled in (source and title as written)."""
-    src = missing.src
+    if missing.ref:
+        return f"![{escape_alt(alt)}][{missing.ref}]"
+    src = f"<{missing.src}>" if missing.angle else missing.src
     return f"![{escape_alt(alt)}]({src}{missing.title})"

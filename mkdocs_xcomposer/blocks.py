@@ -10,15 +10,18 @@ spaces right below it, a body, and a closing line with as many slashes::
     Write a short article about how lighthouses work.
     ///
 
-The plugin parses the blocks itself, so they work whether or not
-``pymdownx.blocks`` is enabled.  Only headers at the start of a line count;
-fenced code and HTML comments are skipped (a page that *shows* the syntax, or a
+The blocks are parsed here, so they work whether or not ``pymdownx.blocks`` is
+enabled.  A header may be indented (a block inside a list item, a content tab or
+an admonition): its options, body and closing line then carry the same indent.
+Fenced code and HTML comments are skipped (a page that *shows* the syntax, or a
 block commented out, is left alone).  Every block keeps its line numbers, and
-every problem is a :class:`BlockError` that says ``page.md:LINE``.
+every problem is a :class:`BlockError` that says ``page.md:LINE``; a page's
+problems are all reported together (:class:`BlockErrors`).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +34,16 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: The block names this plugin handles; any other ``/// name`` belongs to pymdownx.
 KINDS = ("compose", "illustrate", "describe")
 
+#: pymdownx.blocks' own block names: never taken for a misspelling of ours.
+PYMDOWNX_BLOCKS = {
+    "admonition", "attention", "caution", "danger", "error", "hint", "important", "note",
+    "tip", "warning", "details", "tab", "html", "define", "caption", "figure-caption",
+    "table-caption", "abstract", "info", "success", "question", "failure", "bug",
+    "example", "quote", "todo", "settings", "new",
+}  # fmt: skip
+
 _HEADER = re.compile(
-    r"^(?P<fence>/{3,})[ \t]*(?P<name>[\w-]+)[ \t]*(?:\|[ \t]*(?P<arg>.*?))?[ \t]*$"
+    r"^(?P<indent>[ \t]*)(?P<fence>/{3,})[ \t]*(?P<name>[\w-]+)[ \t]*(?:\|[ \t]*(?P<arg>.*?))?[ \t]*$"
 )
 _FENCE_OPEN = re.compile(r"^[ \t]{0,3}(?P<fence>`{3,}|~{3,})")
 
@@ -54,6 +65,24 @@ class BlockError(Exception):
         self.line = line
         self.message = message
         super().__init__(f"{page}:{line}: {message}")
+
+
+class BlockErrors(BlockError):
+    """Every problem of one page (``errors``); ``str()`` lists them one per line."""
+
+    def __init__(self, errors: list[BlockError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.page, first.line, first.message)
+        self.args = ("\n".join(str(e) for e in errors),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def each_error(err: BlockError) -> list[BlockError]:
+    """The single problems inside ``err``."""
+    return list(err.errors) if isinstance(err, BlockErrors) else [err]
 
 
 @dataclass
@@ -78,6 +107,8 @@ class Block:
     """Character offset of the header in the page's Markdown."""
     end: int = field(repr=False, default=0)
     """Character offset just past the closing line (its newline included)."""
+    indent: str = ""
+    """The header's indent (a block inside a list item or tab); rendered text gets it too."""
 
     @property
     def where(self) -> str:
@@ -91,14 +122,16 @@ def find_blocks(markdown: str, page: str, line_offset: int = 0) -> list[Block]:
     """Every compose/illustrate/describe block of a page, in order.
 
     ``line_offset``: lines that precede ``markdown`` in the file (front matter), so
-    line numbers are the file's.  Raises :class:`BlockError` for an unclosed block
-    or options that are not YAML.
+    line numbers are the file's.  Raises :class:`BlockErrors` listing every unclosed
+    block, options that are not YAML or not indented by four spaces, and block names
+    that look like a misspelling of ours.
     """
     lines = markdown.splitlines(keepends=True)
     offsets = [0]
     for text in lines:
         offsets.append(offsets[-1] + len(text))
     blocks: list[Block] = []
+    errors: list[BlockError] = []
     fence: str | None = None
     in_comment = False
     i = 0
@@ -124,11 +157,38 @@ def find_blocks(markdown: str, page: str, line_offset: int = 0) -> list[Block]:
             continue
         header = _HEADER.match(text)
         if header and header.group("name") in KINDS:
-            block, i = _read_block(lines, offsets, i, header, page, line_offset)
+            try:
+                block, i = _read_block(lines, offsets, i, header, page, line_offset)
+            except BlockError as err:
+                errors.append(err)
+                i += 1
+                continue
             blocks.append(block)
             continue
+        if header and (guess := misspelt(header.group("name"))):
+            errors.append(
+                BlockError(
+                    page,
+                    i + 1 + line_offset,
+                    f"unknown block '/// {header.group('name')}'; did you mean "
+                    f"'/// {guess}'? (xcomposer's blocks: {', '.join(KINDS)})",
+                )
+            )
         i += 1
+    if errors:
+        raise BlockErrors(errors)
     return blocks
+
+
+def misspelt(name: str) -> str | None:
+    """Our block name that ``name`` is probably a misspelling of (``None``: it is not)."""
+    lowered = name.lower()
+    if lowered in KINDS:
+        return lowered if name != lowered else None
+    if lowered in PYMDOWNX_BLOCKS:
+        return None
+    close = difflib.get_close_matches(lowered, KINDS, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _read_block(
@@ -141,16 +201,25 @@ def _read_block(
 ) -> tuple[Block, int]:
     kind = header.group("name")
     slashes = header.group("fence")
+    indent = header.group("indent")
     line_no = first + 1 + line_offset
-    # Options: the lines right below the header indented by four spaces (or a tab).
+    # Options: the lines right below the header indented by four more spaces (or a tab).
     i = first + 1
     option_lines: list[str] = []
     while i < len(lines):
-        text = lines[i].rstrip("\r\n")
+        text = _dedent(lines[i].rstrip("\r\n"), indent)
         if text.startswith(("    ", "\t")) and text.strip():
             option_lines.append(text[4:] if text.startswith("    ") else text[1:])
             i += 1
             continue
+        if not option_lines and _SHALLOW_OPTION.match(text):
+            raise BlockError(
+                page,
+                i + 1 + line_offset,
+                f"the {kind} block's options are indented by "
+                f"{len(text) - len(text.lstrip(' '))} space(s); indent them by four spaces "
+                "under the header (pymdownx.blocks' rule), or leave a blank line before the body",
+            )
         break
     options = _parse_options(option_lines, page, line_no)
     # Body: until a line of exactly as many slashes; nested `/// name` blocks of the
@@ -159,7 +228,7 @@ def _read_block(
     depth = 0
     fence: str | None = None
     while i < len(lines):
-        text = lines[i].rstrip("\r\n")
+        text = _dedent(lines[i].rstrip("\r\n"), indent)
         if fence is not None:
             if text.lstrip(" \t").startswith(fence) and not text.strip().strip(fence[0]):
                 fence = None
@@ -178,12 +247,13 @@ def _read_block(
                     end_line=i + 1 + line_offset,
                     start=offsets[first],
                     end=offsets[i + 1],
+                    indent=indent,
                 )
                 return block, i + 1
             depth -= 1
         elif (nested := _HEADER.match(text)) is not None and nested.group("fence") == slashes:
             depth += 1
-        body_lines.append(lines[i])
+        body_lines.append(text + "\n")
         i += 1
     raise BlockError(
         page,
@@ -191,6 +261,16 @@ def _read_block(
         f"the {kind} block is not closed; end it with a line '{slashes}' "
         "(as many slashes as its header)",
     )
+
+
+_SHALLOW_OPTION = re.compile(r"^ {1,3}[A-Za-z_][\w-]*:(\s|$)")
+
+
+def _dedent(text: str, indent: str) -> str:
+    """A line of an indented block without the header's indent (blank lines stay blank)."""
+    if not indent:
+        return text
+    return text[len(indent) :] if text.startswith(indent) else text.lstrip(" \t")
 
 
 def _parse_options(option_lines: list[str], page: str, line_no: int) -> dict[str, Any]:
@@ -226,7 +306,9 @@ def check_options(block: Block) -> None:
     known = OPTIONS[block.kind]
     for name in block.options:
         if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             raise block.error(
                 f"unknown option '{name}' for a {block.kind} block; "
-                f"known options: {', '.join(sorted(known))}"
+                f"{hint}known options: {', '.join(sorted(known))}"
             )

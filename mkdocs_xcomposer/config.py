@@ -7,9 +7,30 @@ mkdocs.yml; a block's ``images:`` is relative to docs_dir.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from mkdocs.config import config_options as c
 from mkdocs.config.base import Config
+
+#: The committed cache's default home, beside mkdocs.yml (outside ``.cache/``, which
+#: Zensical's ``build --clean`` empties and its ``.gitignore`` hides from git).
+DEFAULT_CACHE_DIR = "xcomposer-cache"
+#: Where the cache lived before: a site that still has it there gets a migration notice.
+OLD_CACHE_DIR = ".cache/xcomposer"
+
+
+class OnOffChoice(c.Choice):
+    """A choice whose "on" and "off" may be written as YAML booleans (``off`` is ``False``)."""
+
+    def __init__(self, choices: tuple[str, ...], on: str, off: str, **kwargs: Any) -> None:
+        super().__init__(choices, **kwargs)
+        self.on, self.off = on, off
+
+    def run_validation(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            value = self.on if value else self.off
+        return super().run_validation(value)
+
 
 #: The engine's own backend keys that may be written directly in the plugin config.
 BACKEND_KEYS = (
@@ -80,10 +101,10 @@ class XComposerConfig(Config):
     mkdocs.yml.  Folders outside docs_dir are fine: the images a page uses are copied
     into the site under ``assets/xcomposer/``."""
 
-    cache_dir = c.Type(str, default=".cache/xcomposer")
+    cache_dir = c.Type(str, default=DEFAULT_CACHE_DIR)
     """Where results live, relative to mkdocs.yml.  Commit its ``blocks/`` folder: a machine
     without the model then builds the same pages (the folder's own .gitignore leaves out
-    the rest)."""
+    the rest).  Keep it out of ``.cache/``: Zensical's ``--clean`` deletes that folder."""
 
     frozen = c.Optional(c.Type(bool))
     """Never call a model: every block must come from the cache, and a block that is not
@@ -94,15 +115,18 @@ class XComposerConfig(Config):
     """How many blocks are composed at once (a local model answers one call at a time
     anyway; raise it for a server backend)."""
 
-    alt_text = c.Choice(("off", "missing"), default="off")
+    alt_text = OnOffChoice(("off", "missing"), on="missing", off="off", default="off")
     """``missing``: Markdown images without alt text (``![](cat.png)``) get one, from the
     vision model or, without one, the library's description of the image.  Alt text a
-    person wrote is never replaced.  ``off``: pages are left exactly as written."""
+    person wrote is never replaced.  ``off`` (or ``false``): pages are left exactly as
+    written."""
 
     figure_class = c.Type(str, default="xcomposer-figure")
     """CSS class of each generated ``<figure>``."""
 
-    figure_caption = c.Choice(("model", "image", "none"), default="model")
+    figure_caption = OnOffChoice(
+        ("model", "image", "none"), on="model", off="none", default="model"
+    )
     """What a figure's caption says: ``model``, the caption the model wrote for the spot
     (what the picture should show there); ``image``, the image's own description (its
     alt text: the vision model's or the library's); ``none``, no caption."""
@@ -110,6 +134,10 @@ class XComposerConfig(Config):
     image_width = c.Optional(c.Type(int))
     """Width in pixels given to each figure's ``<img>`` (its height follows).  Default: the
     image's own size, which themes shrink to the page's width."""
+
+    publish_sidecars = c.Type(bool, default=False)
+    """Publish the library's caption files (``NAME.txt``, ``NAME.md`` beside an image,
+    ``captions.yml``) found under docs_dir.  Default: they stay out of the site."""
 
     prune = c.Type(bool, default=True)
     """Remove cache entries no page uses any more, at the end of a full, successful build."""

@@ -4,8 +4,13 @@ A thin adapter over the engine.  The work happens in ``on_files``, before any
 page is rendered or written: every block of every page is checked, looked up in
 the block cache, and the missing ones composed (concurrently, or under
 ``mkdocs serve`` in the background).  A block that fails stops the build
-before a single page is written, with ``page.md:LINE`` and the fix.  The page
-events then only substitute finished results and sanitise their HTML.
+before a single page is written, with ``page.md:LINE`` and the fix.  Pages are
+then rendered by the ``xcomposer`` Markdown extension (extension.py), which the
+plugin adds to the site's Markdown with its own results: the same renderer that
+Zensical runs from the committed cache.
+
+Outside MkDocs (``standalone``) the same class, configured from the site's config
+file and frozen, is the extension's source of cached blocks (standalone.py).
 """
 
 from __future__ import annotations
@@ -18,30 +23,27 @@ from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, get_plugin_logger
 from mkdocs.structure.files import Files, InclusionLevel
-from mkdocs.structure.pages import Page
 from mkdocs.utils.meta import get_data
 
-from . import engine_state
-from .alt_text import MissingAlt, find_missing, with_alt
+from . import engine_state, page_blocks
+from .alt_text import MissingAlt, find_missing
 from .block_cache import BlockCache
-from .blocks import Block, BlockError, find_blocks
-from .config import XComposerConfig, resolve_frozen
+from .blocks import Block, BlockError, each_error, find_blocks
+from .config import DEFAULT_CACHE_DIR, OLD_CACHE_DIR, XComposerConfig, resolve_frozen
 from .engine_state import EngineFacts
+from .extension import NoticePart, PageRef, Replacement, XComposerExtension
 from .fingerprint import Fingerprints
-from .jobs import Job, Outcome, Workshop, load_article
-from .page_text import front_matter_lines, has_h1, lines_before, short, shown
-from .render import (
-    FigureStyle,
-    Regions,
-    article_markdown,
-    describe_markdown,
-    figure_html,
-    pending_html,
-)
-from .site_files import SiteImages
+from .jobs import Job, Outcome, Workshop
+from .page_text import lines_before, shown
+from .render import FigureStyle
+from .site_files import SiteImages, is_sidecar
 from .spec import BlockSpec, Folders, build_spec
 
 log = get_plugin_logger(__name__)
+
+
+def each_message(err: BlockError) -> list[str]:
+    return [str(e) for e in each_error(err)]
 
 
 class XComposerPlugin(BasePlugin[XComposerConfig]):
@@ -49,6 +51,10 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
 
     def __init__(self) -> None:
         self.serving = False
+        self.standalone = False
+        """Configured outside MkDocs (the Markdown extension's cache, ``xcomposer site``)."""
+        self.on_missing = "fail"
+        """Standalone: a block missing from the cache fails (``fail``) or shows a notice."""
         #: Backends by name that replace the configured ones (tests, embedding applications).
         self.backends: dict[str, Any] | None = None
         self.fingerprints = Fingerprints()
@@ -64,9 +70,10 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         self.specs: dict[str, BlockSpec] = {}
         self.page_jobs: dict[tuple[str, int, str], list[tuple[Block | MissingAlt, Job]]] = {}
         self.calls_before = 0
-        self.regions: dict[str, tuple[Regions, int]] = {}
         self.counts: Counter[str] = Counter()
         self.failed = False
+        self.frozen = False
+        self._page_index: dict[str, str] | None = None
 
     # Runs once per process.  Defining it makes MkDocs keep this instance across the
     # rebuilds of `mkdocs serve`, so background compositions, loaded models and file
@@ -75,32 +82,53 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         self.serving = command == "serve"
 
     # Runs when mkdocs.yml is loaded (again on every serve rebuild): paths are resolved
-    # relative to mkdocs.yml and the engine config is checked before any page is read.
+    # relative to mkdocs.yml and the engine config is checked before any page is read;
+    # the Markdown extension joins the site's extensions, fed by this plugin.
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig | None:
         if not self.config.enabled:
             return config
-        config_dir = Path(config.config_file_path or "mkdocs.yml").resolve().parent
-        docs_dir = Path(config.docs_dir).resolve()
+        config_file = Path(config.config_file_path or "mkdocs.yml").resolve()
+        self.configure(config_file, Path(config.docs_dir).resolve())
+        # A site that lists the extension too (for Zensical) renders it once, from here.
+        extensions = config.markdown_extensions
+        for name in ("xcomposer", "mkdocs_xcomposer.extension"):
+            while name in extensions:
+                extensions.remove(name)
+            config.mdx_configs.pop(name, None)
+        extensions[:] = [e for e in extensions if not isinstance(e, XComposerExtension)]
+        extensions.append(XComposerExtension(source=self))
+        return config
+
+    def configure(self, config_file: Path, docs_dir: Path, frozen: bool | None = None) -> None:
+        """Resolve paths against the site config's folder, check the engine settings."""
+        config_dir = config_file.parent
         library = []
         for folder in self.config.library:
             path = (config_dir / folder).resolve()
             if not path.is_dir():
+                what = "is a file, not a folder" if path.exists() else "does not exist"
                 raise PluginError(
-                    f"xcomposer: library folder '{folder}' does not exist (relative to "
-                    f"{config_dir}); fix 'library:' in mkdocs.yml"
+                    f"xcomposer: library folder '{folder}' {what} (relative to "
+                    f"{config_dir}); fix 'library:' in {config_file.name}"
                 )
             library.append(path)
         cache_dir = (config_dir / self.config.cache_dir).resolve()
-        frozen = resolve_frozen(self.config.frozen)
+        _migration_notice(config_dir, self.config.cache_dir)
+        frozen = resolve_frozen(self.config.frozen) if frozen is None else frozen
+        self.frozen = frozen
         facts, roots = self._engine_facts(config_dir, cache_dir, frozen)
         library += [Path(r) for r in roots if Path(r) not in library]
         self.facts = facts
         self.folders = Folders(config_dir, docs_dir, tuple(library))
         self.images = SiteImages(docs_dir, tuple(library))
+        self._page_index = None
         self.style = FigureStyle(
             self.config.figure_class, self.config.image_width, self.config.figure_caption
         )
-        fill = f"XCOMPOSER_FROZEN=0 mkdocs build -f {shown(config.config_file_path)}"
+        if self.standalone:
+            fill = f"xcomposer site fill {shown(str(config_file))}"
+        else:
+            fill = f"XCOMPOSER_FROZEN=0 mkdocs build -f {shown(str(config_file))}"
         settings = (
             BlockCache(cache_dir),
             facts,
@@ -115,7 +143,6 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             self.workshop = Workshop(*settings)
         else:
             self.workshop.reconfigure(*settings)
-        return config
 
     def _engine_facts(
         self, config_dir: Path, cache_dir: Path, frozen: bool
@@ -170,13 +197,16 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
 
     # Runs at the start of every build: per-build state starts empty.
     def on_pre_build(self, *, config: MkDocsConfig) -> None:
+        self.begin_build()
+
+    def begin_build(self) -> None:
         self.outcomes = {}
         self.specs = {}
         self.page_jobs = {}
         self.calls_before = self.model_calls()
-        self.regions = {}
         self.counts = Counter()
         self.failed = False
+        self._page_index = None
         self.fingerprints.begin_build()
         if self.workshop is not None:
             self.workshop.cache.reset_used()
@@ -184,36 +214,53 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
     # Runs once the site's files are known and before any page is rendered: the whole
     # site's blocks are checked and composed here, so a failure stops the build before
     # anything is written, blocks compose concurrently, and the library images they
-    # show can still join the site's files.
+    # show can still join the site's files (caption sidecars leave them).
     def on_files(self, files: Files, *, config: MkDocsConfig) -> Files | None:
         if not self.config.enabled:
             return files
+        assert self.images is not None and self.folders is not None
+        pages = []
+        for file in files.documentation_pages(inclusion=InclusionLevel.is_in_serve):
+            try:
+                pages.append((file.src_uri, Path(file.abs_src_path or ""), file.content_string))
+            except (OSError, ValueError):
+                continue  # MkDocs reports unreadable pages itself
+        for job, outcome in self.resolve_site(pages):
+            spec = self.specs.get(job.digest)
+            if spec is None or outcome.result is None:
+                continue
+            for image in page_blocks.images_of(self, spec, outcome.result):
+                self.images.file_for(image, files, config)
+        if not self.config.publish_sidecars:
+            library = self.folders.library
+            if self.config.alt_text == "missing":  # alt text is read from docs_dir's sidecars
+                library = (*library, self.folders.docs_dir)
+            for file in list(files):
+                if file.abs_src_path and is_sidecar(Path(file.abs_src_path), library):
+                    files.remove(file)
+        return files
+
+    def resolve_site(self, pages: list[tuple[str, Path, str]]) -> list[tuple[Job, Outcome]]:
+        """Check and resolve every block of ``(src_uri, path, raw text)`` pages: all problems
+        are reported together, before any page is rendered."""
         assert self.workshop is not None
         errors: list[str] = []
         jobs: list[Job] = []
-        for file in files.documentation_pages(inclusion=InclusionLevel.is_in_serve):
-            try:
-                raw = file.content_string
-            except (OSError, ValueError):
-                continue  # MkDocs reports unreadable pages itself
+        for src_uri, path, raw in pages:
             # The Markdown exactly as the page events will get it: front matter removed.
             markdown, _ = get_data(raw)
             try:
-                page_jobs = self._page_jobs(
-                    markdown,
-                    file.src_uri,
-                    Path(file.abs_src_path or ""),
-                    lines_before(raw, markdown),
-                )
+                page_jobs = self._page_jobs(markdown, src_uri, path, lines_before(raw, markdown))
             except BlockError as err:
-                errors.append(str(err))
+                errors.extend(each_message(err))
                 continue
             jobs.extend(job for _, job in page_jobs)
         if errors:
             self._fail(errors)
         outcomes = self.workshop.resolve(jobs, background=self.serving)
         self.outcomes.update(outcomes)
-        for job in {j.digest: j for j in jobs}.values():
+        unique = {j.digest: j for j in jobs}
+        for job in unique.values():
             outcome = outcomes[job.digest]
             self.counts[f"alt {outcome.state}" if job.kind == "alt" else outcome.state] += 1
             if outcome.state in ("missing", "failed"):
@@ -223,9 +270,9 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
                     errors.append(outcome.error or f"{job.where}: failed")
             elif outcome.result is not None and job.kind in ("compose", "illustrate"):
                 _warn_shortfalls(job, outcome.result)
-        if errors:
+        if errors and not (self.standalone and self.on_missing == "notice"):
             self._fail(errors)
-        return files
+        return [(job, outcomes[job.digest]) for job in unique.values()]
 
     def _page_jobs(
         self, markdown: str, page: str, path: Path, line_offset: int = 0
@@ -242,137 +289,45 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         assert self.workshop is not None and self.folders is not None and self.facts
         blocks = find_blocks(markdown, page, line_offset)
         found: list[tuple[Block | MissingAlt, Job]] = []
+        errors: list[BlockError] = []
         for block in blocks:
-            spec = build_spec(block, self.folders, self.facts.backend_names)
+            try:
+                spec = build_spec(block, self.folders, self.facts.backend_names)
+            except BlockError as err:
+                errors.append(err)
+                continue
             found.append((block, self.workshop.job_for(spec)))
             self.specs[found[-1][1].digest] = spec
+        if errors:
+            from .blocks import BlockErrors
+
+            raise BlockErrors(errors)
         if self.config.alt_text == "missing":
             spans = [(b.start, b.end) for b in blocks]
             for missing in find_missing(markdown, path, self.folders.docs_dir, spans):
                 where = f"{page}:{missing.line + line_offset}"
+                if missing.image is None:
+                    log.warning("%s: %s", where, missing.problem)
+                    continue
                 found.append((missing, self.workshop.alt_job(where, missing.image)))
         found.sort(key=lambda item: item[0].start)
         return found
 
-    # Runs per page on its Markdown, before it is rendered: each block is replaced by
-    # its finished result, each image without alt text gets one.  A page with neither
-    # is returned untouched, so its HTML is byte-identical to a build without the plugin.
-    def on_page_markdown(
-        self, markdown: str, *, page: Page, config: MkDocsConfig, files: Files
-    ) -> str | None:
-        if not self.config.enabled:
-            return markdown
-        assert self.workshop is not None
-        src = page.file.src_uri
-        try:
-            page_jobs = self._page_jobs(
-                markdown,
-                src,
-                Path(page.file.abs_src_path or ""),
-                front_matter_lines(page, markdown),
-            )
-        except BlockError as err:
-            self._fail([str(err)])
-        if not page_jobs:
-            return markdown
-        unseen = [job for _, job in page_jobs if job.digest not in self.outcomes]
-        if unseen:  # another plugin changed the page after on_files read it
-            self.outcomes.update(self.workshop.resolve(unseen, background=self.serving))
-        regions = Regions()
-        wrapped = 0
-        out: list[str] = []
-        pos = 0
-        first_compose = True
-        for item, job in page_jobs:
-            outcome = self.outcomes[job.digest]
-            out.append(markdown[pos : item.start])
-            pos = item.end
-            if isinstance(item, MissingAlt):
-                if outcome.result is None:
-                    out.append(markdown[item.start : item.end])
-                else:
-                    out.append(with_alt(item, outcome.result["alt"]))
-                    self.counts["alt filled"] += 1
-                continue
-            if outcome.state == "pending":
-                out.append(pending_html(item.kind, job.where) + "\n")
-                continue
-            if outcome.result is None:
-                self._fail([outcome.error or f"{job.where}: failed"])
-            spec = self.specs[job.digest]
-            level = spec.title_level
-            if level is None:
-                level = 2 if not first_compose or has_h1(markdown, page_jobs) else 1
-            if item.kind == "compose":
-                first_compose = False
-            text, count = self._render(spec, outcome.result, level, regions, page, files, config)
-            wrapped += count
-            out.append(text + "\n")
-        out.append(markdown[pos:])
-        if wrapped:
-            self.regions[src] = (regions, wrapped)
-        return "".join(out)
+    # -- the Markdown extension's source of rendered blocks (see page_blocks) -------------
+    def page_of(self, md: Any, markdown: str) -> PageRef | None:
+        return page_blocks.page_of(self, md, markdown)
 
-    def _render(
-        self,
-        spec: BlockSpec,
-        result: Any,
-        title_level: int,
-        regions: Regions,
-        page: Page,
-        files: Files,
-        config: MkDocsConfig,
-    ) -> tuple[str, int]:
-        assert self.images is not None and self.folders is not None
-        images = self.images
+    def replacements(self, markdown: str, page: PageRef) -> list[Replacement]:
+        return page_blocks.replacements(self, markdown, page)
 
-        def figure(image: Path, alt: str, caption: str, size: Any = None) -> str:
-            url = images.url(image, page, files, config)
-            dims = tuple(size) if size else images.size(image)
-            return figure_html(url, alt, caption, self.style, dims)
+    def jobs_of_page(self, markdown: str, page: PageRef) -> list[tuple[Block | MissingAlt, Job]]:
+        return page_blocks.jobs_of_page(self, markdown, page)
 
-        def stored_figure(fig: dict[str, Any]) -> str:
-            caption = self.style.caption_for(fig)
-            return figure(Path(fig["image"]), fig["alt"], caption, fig.get("size"))
+    def missing_block(self, job: Job, outcome: Outcome) -> NoticePart:
+        return page_blocks.missing_block(self, job, outcome)
 
-        if spec.kind == "describe":
-            assert spec.image is not None
-            text = result["text"]
-            shown = None
-            if spec.show_image:
-                shown = figure(spec.image, short(text), text)
-            return regions.wrap(describe_markdown(text, shown)), 1
-        article = load_article(result, self.folders)
-        if spec.kind == "compose":
-            return regions.wrap(article_markdown(article, stored_figure, title_level)), 1
-        # illustrate: the writer's text stays as written, only the figures are generated
-        count = 0
-
-        def wrapped_figure(fig: dict[str, Any]) -> str:
-            nonlocal count
-            count += 1
-            return regions.wrap(stored_figure(fig))
-
-        markdown = article_markdown(article, wrapped_figure, 0, writer_text=True)
-        return markdown, count
-
-    # Runs per page on its HTML, after Markdown and before the theme: the generated
-    # regions are sanitised here, where the HTML they produced is final.
-    def on_page_content(
-        self, html: str, *, page: Page, config: MkDocsConfig, files: Files
-    ) -> str | None:
-        entry = self.regions.pop(page.file.src_uri, None)
-        if entry is None:
-            return html
-        regions, expected = entry
-        found = regions.count(html)
-        if found != expected:
-            raise PluginError(
-                f"xcomposer: {page.file.src_uri}: {expected - found} generated block(s) lost "
-                "their markers in Markdown rendering (a block inside a list or another block?); "
-                "put compose blocks at the top level of the page"
-            )
-        return regions.sanitise(html)
+    def page_index(self) -> dict[str, str]:
+        return page_blocks.page_index(self)
 
     # Runs after every page is written: the summary, then the cache entries no page used
     # are removed (only after a full, successful build, and never while serve composes).
@@ -424,6 +379,10 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
 
     def _fail(self, errors: list[str]) -> Any:
         self.failed = True
+        if self.standalone:
+            from xcomposer import InputError
+
+            raise InputError("xcomposer: " + "\n  ".join(errors))
         if len(errors) == 1:
             raise PluginError(f"xcomposer: {errors[0]}")
         listed = "\n  ".join(errors)
@@ -434,3 +393,15 @@ def _warn_shortfalls(job: Job, result: dict[str, Any]) -> None:
     for key, note in sorted(result.get("provenance", {}).items()):
         if key.startswith("figure_") or key == "image_count" and "asked" in str(note):
             log.warning("%s: %s", job.where, note)
+
+
+def _migration_notice(config_dir: Path, cache_dir: str) -> None:
+    old = config_dir / OLD_CACHE_DIR / "blocks"
+    if cache_dir == DEFAULT_CACHE_DIR and old.is_dir() and not (config_dir / cache_dir).exists():
+        log.warning(
+            "the block cache moved out of .cache/ (Zensical's --clean deletes it): "
+            "run `git mv %s/blocks %s/blocks` beside %s",
+            OLD_CACHE_DIR,
+            DEFAULT_CACHE_DIR,
+            "the site config",
+        )

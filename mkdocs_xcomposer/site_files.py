@@ -8,6 +8,7 @@ MkDocs' relative URLs, right from nested pages with ``use_directory_urls`` on or
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -28,14 +29,33 @@ class SiteImages:
         self._sizes: dict[Path, tuple[int, int] | None] = {}
         self._lock = threading.Lock()
 
+    def src_uri(self, image: Path) -> str:
+        """Where ``image`` is in the site, relative to docs_dir: as is inside docs_dir, else
+        under ``assets/xcomposer/<library folder>/`` (where ``site fill`` copies it)."""
+        if image.is_relative_to(self.docs_dir):
+            return image.relative_to(self.docs_dir).as_posix()
+        root = next((r for r in self.library if image.is_relative_to(r)), image.parent)
+        prefix = self._prefixes.get(root, root.name)
+        return f"{ASSETS}/{prefix}/{image.relative_to(root).as_posix()}"
+
+    def copy_into_docs(self, image: Path) -> Path | None:
+        """Copy a library image from outside docs_dir to its ``src_uri`` under docs_dir, so
+        generators that run only the Markdown extension publish it (``None``: nothing to do)."""
+        if image.is_relative_to(self.docs_dir):
+            return None
+        target = self.docs_dir / self.src_uri(image)
+        data = image.read_bytes()
+        if target.is_file() and target.read_bytes() == data:
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        return target
+
     def file_for(self, image: Path, files: Files, config: MkDocsConfig) -> File:
         """The site file that serves ``image``, added to ``files`` if it is not there yet."""
-        if image.is_relative_to(self.docs_dir):
-            src_uri = image.relative_to(self.docs_dir).as_posix()
-        else:
-            root = next((r for r in self.library if image.is_relative_to(r)), image.parent)
-            prefix = self._prefixes.get(root, root.name)
-            src_uri = f"{ASSETS}/{prefix}/{image.relative_to(root).as_posix()}"
+        src_uri = self.src_uri(image)
         found = files.get_file_from_path(src_uri)
         if found is None:
             found = File.generated(config, src_uri, abs_src_path=str(image))
@@ -51,13 +71,9 @@ class SiteImages:
         with self._lock:
             if image in self._sizes:
                 return self._sizes[image]
-        from PIL import Image
+        from xcomposer import display_size  # as a browser shows it (EXIF rotation, SVG)
 
-        try:
-            with Image.open(image) as img:
-                size: tuple[int, int] | None = img.size
-        except (OSError, ValueError):
-            size = None
+        size = display_size(image)
         with self._lock:
             self._sizes[image] = size
         return size
@@ -74,3 +90,23 @@ def _unique_names(roots: tuple[Path, ...]) -> dict[Path, str]:
         taken.add(candidate)
         names[root] = candidate
     return names
+
+
+SIDECAR_SUFFIXES = (".txt", ".md")
+
+
+def is_sidecar(path: Path, library: tuple[Path, ...]) -> bool:
+    """Whether ``path`` describes an image of a library folder (``NAME.txt``, ``NAME.md``
+    or ``NAME.png.md`` beside an image, or a ``captions.yml``)."""
+    from xcomposer import IMAGE_SUFFIXES
+
+    if not any(path.is_relative_to(root) for root in library):
+        return False
+    if path.name in ("captions.yml", "captions.yaml"):
+        return True
+    if path.suffix.lower() not in SIDECAR_SUFFIXES:
+        return False
+    stem = path.with_suffix("")
+    if stem.suffix.lower() in IMAGE_SUFFIXES and stem.is_file():
+        return True
+    return any(stem.with_suffix(s).is_file() for s in IMAGE_SUFFIXES)

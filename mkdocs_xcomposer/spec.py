@@ -204,9 +204,10 @@ def _image_dirs(block: Block, folders: Folders, images: Any) -> tuple[Path, ...]
     for name in names:
         folder = _confined(block, folders, name, "image folder")
         if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
             raise block.error(
-                f"image folder '{name}' does not exist; give a folder relative to docs_dir "
-                f"({folders.docs_dir})"
+                f"image folder '{name}' {what}; give a folder relative to docs_dir "
+                f"({folders.docs_dir}); a single image goes in a describe block"
             )
         dirs.append(folder)
     return tuple(dirs)

@@ -37,7 +37,7 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     # A copy, so that a stale committed cache is filled there, never in the repository.
     copy = tmp_path_factory.mktemp("example")
-    for part in ("mkdocs.yml", "docs", "images", ".cache/xcomposer/blocks"):
+    for part in ("mkdocs.yml", "docs", "images", "xcomposer-cache/blocks"):
         source = EXAMPLE.parent / part
         if source.is_dir():
             shutil.copytree(source, copy / part)
@@ -54,7 +54,7 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if plugin.counts["composed"]:
         warnings.warn(
             "the example's committed cache is stale: run `make demo` and commit "
-            "examples/.cache/xcomposer/blocks",
+            "examples/xcomposer-cache/blocks",
             stacklevel=1,
         )
     return site

@@ -117,14 +117,14 @@ def test_entries_no_page_uses_are_removed_after_a_full_build(
 ) -> None:
     config = make_site(tmp_path, {"index.md": COMPOSE}, images=captioned_images)
     build_site(config, {"main": ScriptedBackend()})
-    entries = lambda: sorted((tmp_path / ".cache/xcomposer/blocks").rglob("*.json"))  # noqa: E731
+    entries = lambda: sorted((tmp_path / "xcomposer-cache/blocks").rglob("*.json"))  # noqa: E731
     old = entries()
     assert len(old) == 1
     (tmp_path / "docs/index.md").write_text(COMPOSE.replace("Rockets", "Launches"))
     build_site(config, {"main": ScriptedBackend()})
     new = entries()
     assert len(new) == 1 and new != old
-    gitignore = (tmp_path / ".cache/xcomposer/.gitignore").read_text()
+    gitignore = (tmp_path / "xcomposer-cache/.gitignore").read_text()
     assert "answers/" in gitignore and "blocks" not in gitignore.split("\n", 1)[1]
 
 
@@ -195,7 +195,7 @@ def test_a_failing_block_leaves_no_page_and_no_cache_entry(
     with pytest.raises(PluginError, match=r"bad\.md:1: the server went away"):
         build_site(config, {"main": ScriptedBackend(answer)})
     assert not list((tmp_path / "site").rglob("*.html")), "no page written"
-    entries = list((tmp_path / ".cache/xcomposer/blocks").rglob("*.json"))
+    entries = list((tmp_path / "xcomposer-cache/blocks").rglob("*.json"))
     assert len(entries) == 1, "the good block is kept, the failed one leaves nothing"
     for entry in entries:
         json.loads(entry.read_text())
@@ -328,7 +328,7 @@ def test_a_cached_rebuild_does_not_start_the_engine_until_a_model_file_changes(
     plugin.on_shutdown()  # as at the end of a `mkdocs build` process
     plugin = build_site(config)  # ... and remembered by the next process: no engine at all
     assert plugin.counts == {"cached": 1} and plugin.engines is None
-    assert (tmp_path / ".cache/xcomposer/index/plugin-state.json").is_file()
+    assert (tmp_path / "xcomposer-cache/index/plugin-state.json").is_file()
     # A model file that appears (or changes) is fingerprinted again: entries made by
     # another model are composed again, here with a file that is not a model.
     model.parent.mkdir()

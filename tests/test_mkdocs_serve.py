@@ -117,7 +117,7 @@ def test_real_mkdocs_serve_with_a_real_llama_cpp_model(
             raise AssertionError("the composed block never appeared")
         assert first is not None and "Being composed" in first, "the server answered at once"
         assert "<figure" in text and "Launch notes" in text
-        blocks = list((tmp_path / "site-src/.cache/xcomposer/blocks").rglob("*.json"))
+        blocks = list((tmp_path / "site-src/xcomposer-cache/blocks").rglob("*.json"))
         assert len(blocks) == 1
     finally:
         proc.terminate()

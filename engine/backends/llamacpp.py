@@ -18,6 +18,7 @@ from typing import Any
 
 from ..config import BackendConfig
 from ..errors import ModelError
+from ..images import image_data_uri
 from .base import Backend, GenerateRequest, Generation, Health, ImageRef, TextCallback
 from .model_files import EMBEDDED_MODEL_NAME, embedded_model_path, file_identity, resolve_model_file
 
@@ -208,7 +209,8 @@ def _message_dict(role: str, content: tuple[str | ImageRef, ...]) -> dict[str, A
     parts: list[dict[str, Any]] = []
     for p in content:
         if isinstance(p, ImageRef):
-            parts.append({"type": "image_url", "image_url": {"url": p.path.resolve().as_uri()}})
+            # PNG or JPEG bytes, upright: llama.cpp reads neither WebP nor SVG nor EXIF rotation.
+            parts.append({"type": "image_url", "image_url": {"url": image_data_uri(p.path)}})
         else:
             parts.append({"type": "text", "text": p})
     return {"role": role, "content": parts}

@@ -26,8 +26,6 @@ Rules this backend follows:
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import logging
 import os
@@ -336,29 +334,14 @@ def _message(message: Message, max_side: int) -> dict[str, Any]:
 
 @lru_cache(maxsize=32)
 def image_data_uri(path: str, sha256: str, max_side: int) -> str:
-    """The image as a ``data:`` URI, its longer side at most ``max_side``.
+    """The image as a PNG or JPEG ``data:`` URI, upright, its longer side at most ``max_side``.
 
-    JPEG sources stay JPEG (quality 90); everything else becomes PNG (lossless,
-    keeps transparency).  ``sha256`` is part of the cache key only.
+    :func:`xcomposer.images.image_data_uri` does the work (WebP, SVG and odd
+    PNGs converted); ``sha256`` is part of the cache key only.
     """
-    from PIL import Image
+    from ..images import image_data_uri as encode
 
-    from ..images import open_image
-
-    img = open_image(Path(path))
-    source = img.format
-    if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    if source in ("JPEG", "MPO"):
-        img.convert("RGB").save(out, "JPEG", quality=90)
-        mime = "image/jpeg"
-    else:
-        if img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
-            img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
-        img.save(out, "PNG")
-        mime = "image/png"
-    return f"data:{mime};base64,{base64.b64encode(out.getvalue()).decode('ascii')}"
+    return encode(Path(path), max_side)
 
 
 def _generation(url: str, answer: Any, started: float) -> Generation:

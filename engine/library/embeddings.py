@@ -57,6 +57,29 @@ def _quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+#: Embedding calls with at least this many texts may run in bfloat16.
+BF16_MIN_TEXTS = 32
+
+
+def _native_bf16() -> bool:
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+@contextlib.contextmanager
+def _fast_matmul(wanted: bool) -> Iterator[None]:
+    """bfloat16 autocast on a CPU with native bfloat16 units, else nothing."""
+    if not wanted or os.environ.get("XCOMPOSER_EMBED_FP32") or not _native_bf16():
+        yield
+        return
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        yield
+
+
 class TextEmbedder:
     """Sentence embeddings of descriptions and queries, unit length, float32.
 
@@ -64,7 +87,7 @@ class TextEmbedder:
     Constructing one is free; the model loads on the first :meth:`embed`.
     """
 
-    def __init__(self, model: str = DEFAULT_TEXT_MODEL, batch_size: int = 64) -> None:
+    def __init__(self, model: str = DEFAULT_TEXT_MODEL, batch_size: int = 256) -> None:
         self.model = model or DEFAULT_TEXT_MODEL
         self.batch_size = batch_size
 
@@ -115,17 +138,24 @@ class TextEmbedder:
             return model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """One unit-length float32 row per text."""
+        """One unit-length float32 row per text.
+
+        Batches of many texts run in bfloat16 where the CPU computes it natively
+        (AMX or AVX-512 BF16): 1.7x faster per text on the 2-core machine, and
+        the vectors stay within cosine 0.998 of float32 ones (docs/library.md).
+        A single text (a query) runs in float32.
+        """
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         model = self._load()
-        vectors = model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with _fast_matmul(len(texts) >= BF16_MIN_TEXTS):
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return _normalise(vectors)
 
 

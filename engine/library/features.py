@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from ..images import flatten, pixels
 
 THUMBNAIL_SIDE = 160
 SQUARE_TOLERANCE = 0.05
 NEAR_DUPLICATE_BITS = 6
 """Images whose perceptual hashes differ in at most this many of 64 bits are near-duplicates."""
+FLAT_RANGE = 3
+"""A 9x8 greyscale copy whose levels span at most this much has no structure to hash."""
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,21 @@ def orientation_of(width: int, height: int) -> str:
 
 
 def difference_hash(img: Image.Image) -> int:
-    """64-bit dHash: is each pixel of a 9x8 greyscale copy brighter than its right neighbour."""
+    """64-bit perceptual hash: is each pixel of a 9x8 greyscale copy brighter than its right neighbour.
+
+    A flat image (a solid colour, an almost empty diagram) has no such
+    structure: every bit would be 0 and all flat images would look alike.  Its
+    hash is instead drawn from its colour (quantised to 32 levels a channel),
+    so two flat images are near-duplicates only when their colours match, and
+    never near-duplicates of an image with structure.
+    """
     grey = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+    if int(grey.max()) - int(grey.min()) <= FLAT_RANGE:
+        mean = np.asarray(img.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+        colour = bytes(int(c) >> 3 for c in np.rint(mean))
+        return int.from_bytes(hashlib.blake2b(b"flat" + colour, digest_size=8).digest(), "big")
     bits = (grey[:, 1:] > grey[:, :-1]).flatten()
-    return int("".join("1" if b else "0" for b in bits), 2)
+    return int(np.packbits(bits).view(">u8")[0])
 
 
 def hamming(a: np.ndarray | int, b: int) -> np.ndarray | int:
@@ -47,19 +63,15 @@ def hamming(a: np.ndarray | int, b: int) -> np.ndarray | int:
 
 
 def analyse(img: Image.Image) -> tuple[PixelFeatures, Image.Image]:
-    """Features of a decoded image, and the image turned upright (EXIF orientation applied)."""
+    """Features of a decoded image (from :func:`~xcomposer.images.open_image`), and its pixels
+    as consumers see them (:func:`~xcomposer.images.pixels`: upright, 8-bit).
+
+    Width and height are the displayed size: a rotated photo's turned, an SVG's from its viewBox.
+    """
     fmt = img.format or ""
-    try:
-        upright = ImageOps.exif_transpose(img) or img
-    except Exception:  # a corrupt orientation tag must not cost the image
-        upright = img
-    width, height = upright.size
-    thumb = upright.copy()
-    if thumb.mode not in ("RGB", "L"):
-        thumb = thumb.convert("RGBA")
-        flat = Image.new("RGB", thumb.size, (255, 255, 255))
-        flat.paste(thumb, mask=thumb.getchannel("A"))
-        thumb = flat
+    upright = pixels(img)
+    width, height = (img.info.get("svg_size") if fmt == "SVG" else None) or upright.size
+    thumb = upright.copy() if upright.mode == "L" else flatten(upright)  # flatten copies
     thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
     buf = io.BytesIO()
     thumb.save(buf, format="JPEG", quality=80)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
+import sqlite3
+import tempfile
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,13 +17,15 @@ import numpy as np
 
 from ..cache import ResultCache
 from ..config import LibraryConfig
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..progress import ProgressCallback, ignore_progress
 from . import search as ranking
 from .embeddings import ImageEmbedder, TextEmbedder
 from .index import DB_NAME, IndexStore, View
 from .indexer import Indexer
 from .records import IndexReport, Match, SearchFilters
+
+log = logging.getLogger("xcomposer.library")
 
 #: Candidates re-scored with their individual sources (per search, at least).
 RERANK_CANDIDATES = 64
@@ -34,6 +39,36 @@ def _root_key(root: Path, index_dir: Path) -> str:
         return Path(os.path.relpath(root, index_dir)).as_posix()
     except ValueError:  # another drive (Windows)
         return root.as_posix()
+
+
+def writable_folder(folder: Path) -> bool:
+    """Whether an index can be kept in ``folder`` (created if need be): a real write is tried."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+        db = folder / DB_NAME
+        return not db.exists() or os.access(db, os.W_OK)
+    except OSError:
+        return False
+
+
+def fallback_index_dir(roots: Sequence[Path], cache: ResultCache | None) -> Path:
+    """Where the index of read-only ``roots`` goes: the result cache's folder, else the user cache."""
+    name = hashlib.sha256("\0".join(str(r) for r in roots).encode("utf-8")).hexdigest()[:16]
+    candidates = []
+    if cache is not None and not getattr(cache, "readonly", False):
+        candidates.append(Path(cache.directory) / "library-index" / name)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    candidates.append(base / "xcomposer" / "library-index" / name)
+    for candidate in candidates:
+        if writable_folder(candidate):
+            return candidate
+    raise ConfigError(
+        f"image folder {roots[0]} is read-only and no cache folder can be written "
+        f"({', '.join(str(c) for c in candidates)})",
+        "pass --index-dir (or set library.index_dir) to a writable folder",
+    )
 
 
 def _describer_id(describe_image: Callable[[Path], str] | None) -> str | None:
@@ -80,7 +115,14 @@ class Library:
         self.describe_image = describe_image
         self._roots = list(roots)
         self._keys = {_root_key(r, index_dir): r for r in self._roots}
-        self.store = IndexStore(index_dir / DB_NAME)
+        try:
+            self.store = IndexStore(index_dir / DB_NAME)
+        except (OSError, sqlite3.Error) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise ConfigError(
+                f"the image index in {index_dir} cannot be opened for writing ({reason})",
+                "pass --index-dir (or set library.index_dir) to a writable folder",
+            ) from None
         self.config = config = self._with_remembered_settings(config)
         self.text_embedder = TextEmbedder(config.embeddings)
         self.image_embedder = (
@@ -129,8 +171,22 @@ class Library:
             path = path.resolve()
             if path not in resolved:
                 resolved.append(path)
-        where = index_dir or config.index_dir or resolved[0] / ".xcomposer"
-        return cls(resolved, Path(where).expanduser().resolve(), config, cache, describe_image)
+        chosen = index_dir or config.index_dir
+        if chosen:
+            where = Path(chosen).expanduser().resolve()
+            if not writable_folder(where):
+                raise ConfigError(
+                    f"the index folder {where} cannot be written",
+                    "pass --index-dir (or set library.index_dir) to a writable folder",
+                )
+        else:
+            where = resolved[0] / ".xcomposer"
+            if not writable_folder(where):
+                where = fallback_index_dir(resolved, cache).resolve()
+                log.info(
+                    "image folder %s is read-only; its index is kept in %s", resolved[0], where
+                )
+        return cls(resolved, where, config, cache, describe_image)
 
     # ----------------------------------------------------------------- basics
 

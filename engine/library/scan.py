@@ -4,6 +4,13 @@
 the folder listing it sits in (so description sources can be looked up without
 more system calls), and every problem as a :class:`Skip` with a reason.  Nothing
 here decodes images: that is :func:`xcomposer.images.open_image`'s job.
+
+This is the one file-selection rule: the index and the folder fingerprint
+(:mod:`.fingerprint`) both walk through it.  Symlinked folders: a real folder
+is always walked under its own path; a link to a folder that the walk reaches
+anyway (inside the root, not hidden) is skipped as a second name for it, a
+link back to a folder above it as a loop, and a link that leaves the root is
+followed only with ``follow_symlinks_out``.
 """
 
 from __future__ import annotations
@@ -18,8 +25,6 @@ from ..images import IMAGE_SUFFIXES
 
 #: Files we know are images but cannot decode: skipped with this reason instead of ignored.
 UNSUPPORTED_SUFFIXES = {
-    ".svg": "SVG is a vector format the library cannot read; export a PNG beside it",
-    ".svgz": "SVG is a vector format the library cannot read; export a PNG beside it",
     ".heic": "HEIC images are not supported; convert it to JPEG or WebP",
     ".heif": "HEIF images are not supported; convert it to JPEG or WebP",
 }
@@ -66,6 +71,16 @@ def _resolve_link(path: str) -> str:
     return real
 
 
+def _walked_anyway(real: str, root_real: str, skip_real: set[str]) -> bool:
+    """Whether the walk reaches folder ``real`` under its own path (inside the root, not hidden)."""
+    if not _is_inside(real, root_real) or real == root_real:
+        return False
+    rel = os.path.relpath(real, root_real)
+    if any(part.startswith(".") for part in rel.split(os.sep)):
+        return False
+    return not any(_is_inside(real, skipped) for skipped in skip_real)
+
+
 def scan_root(
     root: Path,
     *,
@@ -92,6 +107,7 @@ def scan_root(
     stack: list[tuple[str, str]] = [(str(root), "")]  # (path as walked, relpath prefix)
     while stack:
         folder, prefix = stack.pop()
+        folder_real = os.path.realpath(folder)
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -142,9 +158,21 @@ def scan_root(
                 continue
             if entry.is_dir(follow_symlinks=True):
                 key = (st.st_dev, st.st_ino)
+                if is_link:
+                    if _is_inside(folder_real, real):
+                        yield Skip(Path(path), "symlink loop (it leads back to a folder above it)")
+                        continue
+                    if _walked_anyway(real, root_real, skip_real):
+                        where = os.path.relpath(real, root_real).replace(os.sep, "/")
+                        yield Skip(
+                            Path(path),
+                            f"symlink to {where}/, which is indexed under its own name; "
+                            "not indexed twice",
+                        )
+                        continue
                 if key in visited:
                     yield Skip(
-                        Path(path), "symlink loop (this folder was already reached); not followed"
+                        Path(path), "another name for a folder already indexed; not indexed twice"
                     )
                     continue
                 if os.path.realpath(path) in skip_real:

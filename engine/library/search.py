@@ -20,7 +20,7 @@ IMAGE_WEIGHT = 0.35
 SOURCE_WEIGHT = 0.5
 #: Sources that describe the image only loosely count for less when picking the best one.
 SOURCE_DISCOUNT = {"filename": 0.85, "ocr": 0.9, "xmp-keywords": 0.9, "exif-keywords": 0.9,
-                   "captions-tags": 0.9}  # fmt: skip
+                   "captions-tags": 0.9, "svg-text": 0.9}  # fmt: skip
 
 
 def filter_mask(view: View, filters: SearchFilters) -> np.ndarray:

@@ -42,6 +42,8 @@ SOURCE_ORDER = (
     "xmp-alt",
     "xmp-title",
     "xmp-description",
+    "svg-title",
+    "svg-description",
     "exif-title",
     "exif-description",
     "png-title",
@@ -50,6 +52,7 @@ SOURCE_ORDER = (
     "captions-tags",
     "xmp-keywords",
     "exif-keywords",
+    "svg-text",
     "vision",
     "ocr",
     "filename",
@@ -382,8 +385,20 @@ def text_chunk_sources(img: Image.Image) -> list[Source]:
     return out
 
 
+def svg_sources(img: Image.Image) -> list[Source]:
+    """An SVG's ``<title>``, ``<desc>`` and visible text (see :func:`xcomposer.images.open_image`)."""
+    out: list[Source] = []
+    for source, text in img.info.get("svg_texts", []):
+        text = clean_text(text)
+        if text and (source, text) not in out:
+            out.append((source, text))
+    return out
+
+
 def metadata_sources(img: Image.Image) -> list[Source]:
     """Every description embedded in the image file."""
+    if img.format == "SVG":
+        return svg_sources(img)
     out: list[Source] = []
     for extract in (xmp_sources, exif_sources, text_chunk_sources):
         for item in extract(img):

@@ -1,0 +1,101 @@
+"""A content fingerprint of image folders, taken from the library's own scan.
+
+A cached result that chose among a folder's images (a composed block) is stale
+when anything the library would read for those images changed.  So the
+fingerprint walks the roots exactly as an index update does
+(:func:`~.scan.scan_root`: the same suffixes, hidden folders, symlink policy
+and skipped folders) and covers, by relative path and SHA-256, every file the
+library reads for an image: the image, its sidecars (``NAME.txt``,
+``NAME.md``, ``NAME.png.txt``, ``NAME.png.md``), its folder's captions file,
+and, when a docs folder is configured, the alt text and captions its Markdown
+pages give the image.  Modification times are not part of it (a fresh clone
+has new ones), but they let a long-lived process skip re-reading unchanged
+files.  No model, no index, no image decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config import LibraryConfig
+from ..images import file_sha256
+from .docs_refs import collect_references
+from .scan import FOLDER_CAPTION_FILES, Found, Skip, scan_root
+from .sources import sidecar_names
+
+_HASHES: dict[str, tuple[int, int, str]] = {}
+_LOCK = threading.Lock()
+_VERSION = "xcomposer.library.fingerprint/1"
+
+
+def _content_hash(path: Path, size: int, mtime_ns: int) -> str:
+    key = str(path)
+    with _LOCK:
+        known = _HASHES.get(key)
+    if known is not None and known[:2] == (size, mtime_ns):
+        return known[2]
+    try:
+        digest = file_sha256(path)
+    except OSError as err:
+        digest = f"unreadable:{err.errno}"
+    with _LOCK:
+        _HASHES[key] = (size, mtime_ns, digest)
+    return digest
+
+
+def _stat_hash(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError as err:
+        return f"unreadable:{err.errno}"
+    return _content_hash(path, st.st_size, st.st_mtime_ns)
+
+
+def read_files(item: Found) -> list[str]:
+    """Names, in the image's folder, of the files the library reads for it besides the image."""
+    sidecars = [n for n in sidecar_names(item.path) if n in item.folder_files]
+    captions = [n for n in FOLDER_CAPTION_FILES if n in item.folder_files]
+    return sidecars + captions
+
+
+def library_fingerprint(roots: Sequence[str | Path], config: LibraryConfig | None = None) -> str:
+    """One digest over everything the library reads for the images under ``roots``.
+
+    Equal digests mean an index of these roots would hold the same images with
+    the same descriptions; use it as (part of) a cache key.  ``config`` gives
+    the symlink policy and the docs folder, as for :meth:`Library.open`.
+    """
+    config = config or LibraryConfig()
+    resolved = []
+    for root in roots:
+        path = Path(root).expanduser().resolve()
+        if path not in resolved:
+            resolved.append(path)
+    refs = collect_references(Path(config.docs_dir) if config.docs_dir else None)
+    digest = hashlib.sha256(_VERSION.encode("utf-8"))
+    for number, root in enumerate(resolved):
+        others = {r for r in resolved if r != root and r.is_relative_to(root)}
+        digest.update(f"root {number}\n".encode())
+        hashed_folder_files: dict[tuple[str, str], str] = {}
+        for item in scan_root(
+            root,
+            follow_symlinks_out=config.follow_symlinks_out,
+            skip_dirs=frozenset({*others, root / ".xcomposer"}),
+        ):
+            if isinstance(item, Skip):
+                continue
+            line = [item.relpath, _content_hash(item.path, item.size, item.mtime_ns)]
+            for name in read_files(item):
+                key = (str(item.path.parent), name)
+                if key not in hashed_folder_files:
+                    hashed_folder_files[key] = _stat_hash(item.path.with_name(name))
+                line += [name, hashed_folder_files[key]]
+            if refs:
+                line.append(refs.get(os.path.realpath(item.path), []))
+            digest.update(json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n")
+    return digest.hexdigest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,23 @@ def test_link_back_up_is_a_loop_and_outside_links_follow_the_config(tmp_path):
     default = library_fingerprint([root])
     followed = library_fingerprint([root], LibraryConfig(follow_symlinks_out=True))
     assert followed != default
+
+
+@pytest.mark.parametrize("name", ["photo.webp", "diagram.svg"])
+def test_describe_webp_and_svg_with_a_llamacpp_vision_model(tmp_path, name):
+    from fixtures.tiny_models import write_tiny_gguf
+
+    model, mmproj = write_tiny_gguf(tmp_path / "tiny")
+    image = tmp_path / name
+    if name.endswith(".svg"):
+        image.write_text(DIAGRAM)
+    else:
+        Image.new("RGB", (64, 48), (10, 200, 30)).save(image)
+    done = subprocess.run(
+        [sys.executable, "-m", "xcomposer", "describe", str(image), "--model", str(model),
+         "--mmproj", str(mmproj), "--cache-dir", str(tmp_path / "c"), "-q"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    # llama.cpp itself cannot read WebP or SVG ("Failed to create bitmap from image bytes")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip()  # random weights: random words, but words

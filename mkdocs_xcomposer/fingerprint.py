@@ -1,24 +1,21 @@
 """Content fingerprints of image folders, for cache keys, without opening the library.
 
 A block's result depends on every image it could have chosen and on what the
-folder says about them, so the fingerprint covers, by relative path and SHA-256,
-every file under the folder except Markdown pages and hidden files: the images,
-their sidecars (``NAME.txt``; ``NAME.md`` counts when an image shares its name),
-each folder's ``captions.yml``.  Hashes are remembered by (path, size, mtime), so
-a rebuild re-reads only files that changed; no model, no index and not even the
-engine is needed (a cached build stays cheap).
+folder says about them, so a folder's fingerprint is the engine's
+``library_fingerprint``: taken from the library's own scan, it covers every
+file the library reads for an image (the image, ``NAME.txt``/``NAME.md``/
+``NAME.png.md`` sidecars, the folder's captions file) with the library's
+symlink policy.  Hashes are remembered by (path, size, mtime), so a rebuild
+re-reads only files that changed; no model and no index is needed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from pathlib import Path
 
-from xcomposer import file_sha256  # loads only xcomposer.images (the package is lazy)
-
-PAGE_SUFFIXES = {".md", ".markdown", ".mdown"}
+from xcomposer import file_sha256, library_fingerprint  # the package is lazy: no pydantic
 
 
 class Fingerprints:
@@ -53,10 +50,7 @@ class Fingerprints:
             known = self._folders.get(root)
         if known is not None:
             return known
-        digest = hashlib.sha256()
-        for rel, path in sorted(_walk(root)):
-            digest.update(rel.encode("utf-8") + b"\0" + self.file(path).encode("ascii") + b"\n")
-        found = digest.hexdigest()
+        found = library_fingerprint([root])
         with self._lock:
             self._folders[root] = found
         return found
@@ -66,22 +60,3 @@ class Fingerprints:
         for root in roots:
             digest.update(self.folder(root).encode("ascii"))
         return digest.hexdigest()
-
-
-def _walk(root: Path) -> list[tuple[str, Path]]:
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        names = [n for n in files if not n.startswith(".")]
-        stems = {os.path.splitext(n)[0] for n in names if _suffix(n) not in PAGE_SUFFIXES}
-        for name in names:
-            stem, suffix = os.path.splitext(name)
-            if suffix.lower() in PAGE_SUFFIXES and stem not in stems:
-                continue  # a page, not a description of an image
-            path = Path(folder) / name
-            found.append((path.relative_to(root).as_posix(), path))
-    return found
-
-
-def _suffix(name: str) -> str:
-    return os.path.splitext(name)[1].lower()

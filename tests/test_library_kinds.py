@@ -233,3 +233,16 @@ def test_describe_webp_and_svg_with_a_llamacpp_vision_model(tmp_path, name):
     # llama.cpp itself cannot read WebP or SVG ("Failed to create bitmap from image bytes")
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.strip()  # random weights: random words, but words
+
+
+def test_the_plugins_block_fingerprint_renews_when_photo_png_md_is_edited(tmp_path):
+    from mkdocs_xcomposer.fingerprint import Fingerprints
+
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(tmp_path / "photo.png")
+    (tmp_path / "photo.png.md").write_text("A red photo\n")
+    prints = Fingerprints()
+    before = prints.folder(tmp_path)
+    (tmp_path / "photo.png.md").write_text("A red photo at dawn\n")
+    prints.begin_build()
+    assert prints.folder(tmp_path) != before
+    assert prints.folder(tmp_path) == library_fingerprint([tmp_path])

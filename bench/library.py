@@ -46,6 +46,7 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
 TITLE = "Image library"
+COMPARE_TITLE = "Image library: first index, before and after"
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -436,15 +437,20 @@ def compare(args: argparse.Namespace, work: Path) -> None:
         ["git", "-C", str(ROOT), "rev-parse", "--short", args.compare],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    print(
-        f"\n`python bench/library.py --compare {args.compare} --images {args.images} "
+    text = (
+        f"`python bench/library.py --compare {args.compare} --images {args.images} "
         f"--rounds {args.rounds}` on {machine()}; load average {load_start:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end (a shared, loaded machine).\n\n"
         "| first index with MiniLM embeddings | median seconds | images/s |\n|---|---:|---:|\n"
         f"| before ({head}) | {old_s:.1f} | {args.images / old_s:.1f} |\n"
         f"| now (working tree) | {new_s:.1f} | {args.images / new_s:.1f} |\n\n"
-        f"Speed-up: **{old_s / new_s:.2f}x** (runs: before {runs['old']}, now {runs['new']})."
+        f"Speed-up: **{old_s / new_s:.2f}x** (runs, seconds: before "
+        f"{', '.join(f'{x:.1f}' for x in runs['old'])}; now "
+        f"{', '.join(f'{x:.1f}' for x in runs['new'])}).\n"
     )
+    print(f"\n## {COMPARE_TITLE}\n\n{text}")
+    if args.write_docs:
+        replace_section(COMPARE_TITLE, text)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Regenerate the example site's images: photos from scikit-image's wheel, two diagrams drawn here.
+"""Regenerate the example site's images: photos from scikit-image's wheel, diagrams drawn here.
 
 Run once by hand (`.venv/bin/python examples/make_images.py`); the results are
 committed, because the plugin's cache is keyed by the images' content.  Every
@@ -113,6 +113,35 @@ def draw_trajectory(target: Path) -> None:
     img.save(target, optimize=True)
 
 
+COUNTDOWN_STEPS = [("T-10 min", "fuelling ends"), ("T-10 s", "ignition"), ("T-0", "lift-off"),
+                   ("T+2 min", "stage separation"), ("T+9 min", "orbit")]  # fmt: skip
+
+
+def write_countdown_svg(target: Path) -> None:
+    """An SVG timeline of launch day (a vector diagram, as documentation sites keep them)."""
+    width, height, left, step = 760, 260, 70, 155
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}">',
+        "<title>Launch day countdown</title>",
+        "<desc>Timeline from the end of fuelling through ignition and lift-off to orbit</desc>",
+        f'<rect width="{width}" height="{height}" fill="#0d1b2a"/>',
+        f'<line x1="{left}" y1="130" x2="{left + 4 * step}" y2="130" stroke="#e0e1dd" '
+        'stroke-width="4"/>',
+    ]
+    for i, (when, what) in enumerate(COUNTDOWN_STEPS):
+        x = left + i * step
+        colour = "#ff6b35" if what == "lift-off" else "#48cae4"
+        parts += [
+            f'<circle cx="{x}" cy="130" r="16" fill="{colour}"/>',
+            f'<text x="{x}" y="92" font-family="sans-serif" font-size="20" fill="#e0e1dd" '
+            f'text-anchor="middle">{when}</text>',
+            f'<text x="{x}" y="182" font-family="sans-serif" font-size="18" fill="#e0e1dd" '
+            f'text-anchor="middle">{what}</text>',
+        ]
+    parts.append("</svg>")
+    target.write_text("\n".join(parts) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     import skimage
 
@@ -125,6 +154,12 @@ def main() -> None:
     draw_trajectory(LIBRARY / "trajectory.png")
     (LIBRARY / "trajectory.txt").write_text(
         "Diagram of a rocket's path from the launch pad, through the gravity turn, to orbit\n",
+        encoding="utf-8",
+    )
+    write_countdown_svg(LIBRARY / "countdown.svg")
+    (LIBRARY / "countdown.txt").write_text(
+        "Diagram of the launch countdown on the pad: fuelling ends, ignition, lift-off, "
+        "stage separation and orbit\n",
         encoding="utf-8",
     )
     draw_pipeline(DOCS_IMG / "pipeline.png")

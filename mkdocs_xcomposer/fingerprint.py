@@ -1,11 +1,12 @@
-"""Content fingerprints of image folders and files, for the block cache's keys.
+"""Content fingerprints of image folders, for cache keys, without opening the library.
 
-A block's result depends on every image it could have chosen and on everything
-the library reads about them, so a folder's fingerprint is the engine's
-:func:`xcomposer.library_fingerprint`: taken from the library's own scan (same
-files, same sidecars, captions files and symlink policy), never a walk of our
-own.  Single files (a described image) are hashed by content, re-read only when
-their size or mtime changed.  No model, no index, no image decoding.
+A block's result depends on every image it could have chosen and on what the
+folder says about them, so a folder's fingerprint is the engine's
+``library_fingerprint``: taken from the library's own scan, it covers every
+file the library reads for an image (the image, ``NAME.txt``/``NAME.md``/
+``NAME.png.md`` sidecars, the folder's captions file) with the library's
+symlink policy.  Hashes are remembered by (path, size, mtime), so a rebuild
+re-reads only files that changed; no model and no index is needed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import threading
 from pathlib import Path
 
-from xcomposer import file_sha256, library_fingerprint
+from xcomposer import file_sha256, library_fingerprint  # the package is lazy: no pydantic
 
 
 class Fingerprints:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InputError, ModelError
-from ..images import open_image
+from ..images import flatten, load_image, open_image
 from .base import GenerateRequest, Generation, ImageRef, TextCallback
 from .transformers_scoring import CacheContext, Context, EmbedsContext, eos_ids
 
@@ -302,7 +302,7 @@ def _has_template(owner: Any) -> bool:
 
 
 def _rgb(ref: ImageRef) -> Any:
-    return open_image(ref.path).convert("RGB")
+    return flatten(load_image(ref.path))  # upright, 16-bit scaled, transparency over white
 
 
 def _check_placeholders(prompt: str, placeholder: str, count: int) -> None:

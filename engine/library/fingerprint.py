@@ -21,12 +21,15 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import LibraryConfig
 from ..images import file_sha256
 from .docs_refs import collect_references
 from .scan import FOLDER_CAPTION_FILES, Found, Skip, scan_root
 from .sources import sidecar_names
+
+if TYPE_CHECKING:  # not imported at run time: a frozen build computes this without pydantic
+    from ..config import LibraryConfig
 
 _HASHES: dict[str, tuple[int, int, str]] = {}
 _LOCK = threading.Lock()
@@ -70,13 +73,14 @@ def library_fingerprint(roots: Sequence[str | Path], config: LibraryConfig | Non
     the same descriptions; use it as (part of) a cache key.  ``config`` gives
     the symlink policy and the docs folder, as for :meth:`Library.open`.
     """
-    config = config or LibraryConfig()
+    follow_out = bool(getattr(config, "follow_symlinks_out", False))
+    docs_dir = getattr(config, "docs_dir", None)
     resolved = []
     for root in roots:
         path = Path(root).expanduser().resolve()
         if path not in resolved:
             resolved.append(path)
-    refs = collect_references(Path(config.docs_dir) if config.docs_dir else None)
+    refs = collect_references(Path(docs_dir) if docs_dir else None)
     digest = hashlib.sha256(_VERSION.encode("utf-8"))
     for number, root in enumerate(resolved):
         others = {r for r in resolved if r != root and r.is_relative_to(root)}
@@ -84,7 +88,7 @@ def library_fingerprint(roots: Sequence[str | Path], config: LibraryConfig | Non
         hashed_folder_files: dict[tuple[str, str], str] = {}
         for item in scan_root(
             root,
-            follow_symlinks_out=config.follow_symlinks_out,
+            follow_symlinks_out=follow_out,
             skip_dirs=frozenset({*others, root / ".xcomposer"}),
         ):
             if isinstance(item, Skip):

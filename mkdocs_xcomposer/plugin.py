@@ -232,7 +232,9 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             for image in page_blocks.images_of(self, spec, outcome.result):
                 self.images.file_for(image, files, config)
         if not self.config.publish_sidecars:
-            library = self.folders.library
+            # Sidecars of the configured library and of every folder a block draws from.
+            block_dirs = {d for spec in self.specs.values() for d in spec.image_dirs}
+            library = (*self.folders.library, *sorted(block_dirs - set(self.folders.library)))
             if self.config.alt_text == "missing":  # alt text is read from docs_dir's sidecars
                 library = (*library, self.folders.docs_dir)
             for file in list(files):

@@ -44,7 +44,7 @@ class SiteImages:
         if image.is_relative_to(self.docs_dir):
             return None
         target = self.docs_dir / self.src_uri(image)
-        data = image.read_bytes()
+        data = site_bytes(image)
         if target.is_file() and target.read_bytes() == data:
             return None
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,10 @@ class SiteImages:
         """The site file that serves ``image``, added to ``files`` if it is not there yet."""
         src_uri = self.src_uri(image)
         found = files.get_file_from_path(src_uri)
-        if found is None:
+        if found is None and image.suffix.lower() == ".svg":
+            found = File.generated(config, src_uri, content=site_bytes(image))
+            files.append(found)
+        elif found is None:
             found = File.generated(config, src_uri, abs_src_path=str(image))
             files.append(found)
         return found
@@ -77,6 +80,15 @@ class SiteImages:
         with self._lock:
             self._sizes[image] = size
         return size
+
+
+def site_bytes(image: Path) -> bytes:
+    """The bytes a copy of a library image gets: an SVG sanitised (no script, no fetch)."""
+    if image.suffix.lower() == ".svg":
+        from xcomposer import safe_svg_bytes
+
+        return safe_svg_bytes(image)
+    return image.read_bytes()
 
 
 def _unique_names(roots: tuple[Path, ...]) -> dict[Path, str]:

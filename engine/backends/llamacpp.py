@@ -98,8 +98,11 @@ class LlamaCppBackend(Backend):
             "seed": 0,
             "verbose": False,
         }
-        if cfg.n_threads:
-            kwargs["n_threads"] = cfg.n_threads
+        # llama-cpp-python's own default is half the cores: generation then runs on one
+        # thread of two.  Use every core this process may run on unless told otherwise.
+        threads = cfg.n_threads or default_threads()
+        kwargs["n_threads"] = threads
+        kwargs["n_threads_batch"] = threads
         if handler is not None:
             kwargs["chat_handler"] = handler
         llm = _quietly(
@@ -200,6 +203,14 @@ class LlamaCppBackend(Backend):
                 with contextlib.suppress(Exception):
                     self._llm.close()
                 self._llm = None
+
+
+def default_threads() -> int:
+    """The cores this process may run on (its CPU affinity, which containers narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _message_dict(role: str, content: tuple[str | ImageRef, ...]) -> dict[str, Any]:

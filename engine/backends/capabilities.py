@@ -210,7 +210,24 @@ def _llama_cpp(caps: Capabilities, get: Any) -> bool:
 
 
 def _ollama(caps: Capabilities, get: Any, model: str) -> bool:
-    shown = _answered(get, "/api/show", {"model": model})
+    try:
+        shown = get("/api/show", {"model": model})
+    except HTTPStatusError as err:
+        # Ollama answers 404 for a model it has not pulled: its /api/tags says it is Ollama.
+        tags = _answered(get, "/api/tags") if err.status == 404 else None
+        if isinstance(tags, dict) and isinstance(tags.get("models"), list):
+            names = [str(m.get("name")) for m in tags["models"] if isinstance(m, dict)]
+            caps.kind = OLLAMA
+            caps.kind_evidence = (
+                f"GET /api/tags answered; '{model}' is not pulled "
+                f"(it has: {', '.join(names[:6]) or 'none'}; run: ollama pull {model})"
+            )
+            return True
+        return False
+    except BackendError as err:
+        if "malformed JSON" in err.what or "empty body" in err.what:
+            return False
+        raise
     if not isinstance(shown, dict) or not isinstance(shown.get("capabilities"), list):
         return False
     caps.kind, caps.kind_evidence = OLLAMA, "POST /api/show answered"

@@ -246,6 +246,8 @@ def _listing(caps: Capabilities, get: Any, host: str) -> None:
     for owner, kind in named.items():
         if owner in owners:
             caps.kind, caps.kind_evidence = kind, f"/v1/models owned_by = {owner}"
+            if kind == LLAMA_CPP_PYTHON:
+                caps.slots, caps.slots_evidence = 1, "llama-cpp-python's server has one slot"
             return
     if host == "api.openai.com" or host.endswith(".openai.azure.com"):
         caps.kind, caps.kind_evidence = OPENAI, f"host {host}"

@@ -58,6 +58,7 @@ SYSTEM = "You are a careful technical writer."
 PROMPT = "Write a paragraph about how lighthouses guide ships at night."
 SAMPLING = {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.3}
 TOKENS = 128
+"""Default token budget of (b); ``--tokens`` changes it."""
 
 
 def embedded_model() -> Path:
@@ -217,7 +218,7 @@ def replay(base_url: str, bodies: dict[int, list[tuple[str, dict]]], streams: in
 # -- (b) generation speed ---------------------------------------------------------------
 
 
-def embedded_speed(rounds: int) -> dict:
+def embedded_speed(rounds: int, tokens: int) -> dict:
     from xcomposer.backends.base import GenerateRequest, Message
     from xcomposer.backends.llamacpp import LlamaCppBackend, default_threads
     from xcomposer.config import BackendConfig
@@ -228,7 +229,7 @@ def embedded_speed(rounds: int) -> dict:
     for rnd in range(rounds):
         request = GenerateRequest(
             messages=(Message("system", (SYSTEM,)), Message("user", (PROMPT,))),
-            max_tokens=TOKENS,
+            max_tokens=tokens,
             seed=rnd,
             **SAMPLING,
         )
@@ -247,7 +248,7 @@ def embedded_speed(rounds: int) -> dict:
     }
 
 
-def raw_default_threads_speed(rounds: int) -> dict:
+def raw_default_threads_speed(rounds: int, tokens: int) -> dict:
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(embedded_model()), n_ctx=4096, seed=0, verbose=False)
@@ -255,7 +256,7 @@ def raw_default_threads_speed(rounds: int) -> dict:
     wall, counts = [], []
     for rnd in range(rounds):
         started = time.perf_counter()
-        out = llm.create_chat_completion(messages=messages, max_tokens=TOKENS, seed=rnd, **SAMPLING)
+        out = llm.create_chat_completion(messages=messages, max_tokens=tokens, seed=rnd, **SAMPLING)
         elapsed = time.perf_counter() - started
         wall.append(out["usage"]["completion_tokens"] / elapsed)
         counts.append(out["usage"]["completion_tokens"])
@@ -268,14 +269,14 @@ def raw_default_threads_speed(rounds: int) -> dict:
     }
 
 
-def server_speed(base_url: str, rounds: int) -> dict:
+def server_speed(base_url: str, rounds: int, tokens: int) -> dict:
     import httpx
 
     client = httpx.Client(base_url=base_url, timeout=600, trust_env=False)
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
     decode, wall, counts = [], [], []
     for rnd in range(rounds):
-        body = {"messages": messages, "max_tokens": TOKENS, "seed": rnd, **SAMPLING}
+        body = {"messages": messages, "max_tokens": tokens, "seed": rnd, **SAMPLING}
         body |= {"top_k": 40, "min_p": 0.05}  # llama-cpp-python's defaults, said out loud
         started = time.perf_counter()
         answer = client.post("/chat/completions", json=body).raise_for_status().json()
@@ -299,8 +300,6 @@ def report(command: list[str], runs: list[dict], raw: list[dict], speed: dict, a
     def mean(rows: list[dict], key: str, value: int) -> float:
         return statistics.mean(r["wall_s"] for r in rows if r[key] == value)
 
-    engine_gain = mean(runs, "concurrency", 1) / mean(runs, "concurrency", 4)
-    raw_gain = mean(raw, "streams", 1) / mean(raw, "streams", 4)
     emb, srv, dflt = speed["embedded"], speed["server"], speed["raw_default"]
     lines = [
         f"`python bench/backends.py {' '.join(sys.argv[1:])}` on {machine()} (a shared machine: "
@@ -308,6 +307,14 @@ def report(command: list[str], runs: list[dict], raw: list[dict], speed: dict, a
         f"Server: `{' '.join(Path(c).name if i == 0 else c for i, c in enumerate(command))}` "
         "(llama.cpp's own server, built by `make llama-server`), SmolLM2-135M-Instruct Q4_1.",
         "",
+        *speed_lines(emb, srv, dflt, speed["load"], args),
+    ]
+    if not runs:
+        lines += ["### (a) Concurrency 4 vs 1", "", "Not measured in this run.", ""]
+        return "\n".join(lines)
+    engine_gain = mean(runs, "concurrency", 1) / mean(runs, "concurrency", 4)
+    raw_gain = mean(raw, "streams", 1) / mean(raw, "streams", 4)
+    lines += [
         f"### (a) {args.articles} articles at concurrency 4 vs 1",
         "",
         f"Through the OpenAI-compatible backend ({args.sections} sections of ~{args.words} "
@@ -342,11 +349,17 @@ def report(command: list[str], runs: list[dict], raw: list[dict], speed: dict, a
         f"same prompts: the engine reaches **{engine_gain / raw_gain:.0%}** of the raw speedup "
         "(target: at least 90 %).",
         "",
-        f"### (b) Embedded default vs llama-server, one stream ({TOKENS}-token budget)",
+    ]
+    return "\n".join(lines)
+
+
+def speed_lines(emb: dict, srv: dict, dflt: dict, load_text: str, args) -> list[str]:
+    return [
+        f"### (b) Embedded default vs llama-server, one stream ({args.tokens}-token budget)",
         "",
         f"Same model, prompt, sampling ({SAMPLING}, top_k 40, min_p 0.05), seeds 0 to "
-        f"{args.rounds - 1}; medians of {args.rounds} rounds; load average "
-        f"{speed['load']}.",
+        f"{args.rounds - 1}; medians of {args.rounds} rounds; load average (1 min) "
+        f"{load_text}.",
         "",
         "| runtime | threads | decode tok/s (runtime's own timer) | end to end tok/s "
         "(wall clock, prompt included) | tokens |",
@@ -362,7 +375,6 @@ def report(command: list[str], runs: list[dict], raw: list[dict], speed: dict, a
         f"**{emb['wall'] / srv['wall']:.2f}** (target: at least 0.95).",
         "",
     ]
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -372,6 +384,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=40)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=TOKENS, help="token budget of (b)")
     parser.add_argument("--repeats", type=int, default=2, help="compose runs per concurrency")
     parser.add_argument("--skip-concurrency", action="store_true", help="only (b)")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
@@ -389,11 +402,11 @@ def main() -> None:
             model = httpx.get(base_url + "/models", trust_env=False).json()["data"][0]["id"]
             print(f"llama-server at {base_url}, model {model}", flush=True)
             speed = {"load": f"{load():.1f} before"}
-            speed["server"] = server_speed(base_url, args.rounds)
+            speed["server"] = server_speed(base_url, args.rounds, args.tokens)
             print(f"  server: {speed['server']}", flush=True)
-            speed["embedded"] = embedded_speed(args.rounds)
+            speed["embedded"] = embedded_speed(args.rounds, args.tokens)
             print(f"  embedded: {speed['embedded']}", flush=True)
-            speed["raw_default"] = raw_default_threads_speed(args.rounds)
+            speed["raw_default"] = raw_default_threads_speed(args.rounds, args.tokens)
             print(f"  raw llama-cpp-python default threads: {speed['raw_default']}", flush=True)
             speed["load"] += f", {load():.1f} after"
             if not args.skip_concurrency:
@@ -418,8 +431,6 @@ def main() -> None:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    if args.skip_concurrency:
-        return
     text = report(command, runs, raw, speed, args)
     print()
     print(text)

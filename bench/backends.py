@@ -382,7 +382,10 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=4)
     parser.add_argument("--sections", type=int, default=2)
     parser.add_argument("--words", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    from xcomposer.backends.llamacpp import default_threads
+
+    # The server gets the threads the embedded default would choose now (free cores).
+    parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=TOKENS, help="token budget of (b)")
     parser.add_argument("--repeats", type=int, default=2, help="compose runs per concurrency")

@@ -59,8 +59,9 @@ class BackendConfig(_Strict):
     n_ctx: int = Field(4096, ge=256)
     """Context window in tokens."""
     n_threads: int | None = Field(None, ge=1)
-    """CPU threads for generation and prompt processing (default: every core this process may
-    use; lower it to leave cores to other work, e.g. ``n_threads = 2`` beside a busy server)."""
+    """CPU threads for generation and prompt processing (default: the cores this process may
+    use, less those the load average shows busy; set it to choose, e.g. ``n_threads = 2``
+    beside a busy server, or the core count on a machine of your own)."""
     n_gpu_layers: int = 0
     """Layers offloaded to the GPU (-1: all)."""
 

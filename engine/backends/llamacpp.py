@@ -99,7 +99,7 @@ class LlamaCppBackend(Backend):
             "verbose": False,
         }
         # llama-cpp-python's own default is half the cores: generation then runs on one
-        # thread of two.  Use every core this process may run on unless told otherwise.
+        # thread of two.  Use every free core this process may run on unless told otherwise.
         threads = cfg.n_threads or default_threads()
         kwargs["n_threads"] = threads
         kwargs["n_threads_batch"] = threads
@@ -206,11 +206,23 @@ class LlamaCppBackend(Backend):
 
 
 def default_threads() -> int:
-    """The cores this process may run on (its CPU affinity, which containers narrow)."""
+    """The cores this process may run on (its CPU affinity), less those other work keeps busy.
+
+    llama.cpp's threads wait for each other at every step, so one that loses its core
+    stalls them all: on 2 cores with a load average of 11, SmolLM2 generated 1.0 token/s
+    on 2 threads and 12.8 on 1 (docs/benchmarks.md).  So a core counts as free unless
+    the 1-minute load average says other work runs on it; one more thread than the
+    free cores keeps them all busy.  ``n_threads`` in the config overrides this.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        return cores
+    return max(1, min(cores, cores - round(busy) + 1))
 
 
 def _message_dict(role: str, content: tuple[str | ImageRef, ...]) -> dict[str, Any]:

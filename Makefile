@@ -11,10 +11,19 @@ LLAMA_CPP_VERSION := 0.3.36
 # AMX matmul on quantized models: build a portable one, once, and keep the wheel.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 LLAMA_WHEEL_STAMP := $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION).built
+# llama.cpp's own server, built once from the llama.cpp that the same sdist vendors
+# (so server and embedded backend run the same ggml), linked statically so the one
+# binary needs no libggml*.so beside it; the build is kept in .wheels like the wheel.
+LLAMA_SDIST := $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+LLAMA_SERVER_BUILD := $(WHEELS)/llama-server-$(LLAMA_CPP_VERSION)
+LLAMA_SERVER_STAMP := $(LLAMA_SERVER_BUILD).built
+LLAMA_SERVER := $(BIN)/llama-server
+LLAMA_SERVER_CMAKE_ARGS := $(LLAMA_CMAKE_ARGS) -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_SERVER=ON \
+	-DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Release
 PIP := $(BIN)/python -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt --find-links $(WHEELS)
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv llama-server demo test lint format bench clean
 
 venv: $(VENV)/.installed
 
@@ -36,10 +45,26 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(LLAMA_WHEEL_STAMP)
 	ln -sfn $(CURDIR)/jupyter_ext/labextension $(VENV)/share/jupyter/labextensions/jupyter-xcomposer
 	touch $@
 
+llama-server: $(LLAMA_SERVER)
+
+$(LLAMA_SDIST): | $(BIN)/python
+	mkdir -p $(WHEELS)
+	$(PIP) download --no-deps --no-binary :all: -d $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+
+$(LLAMA_SERVER_STAMP): $(LLAMA_SDIST)
+	rm -rf $(LLAMA_SERVER_BUILD) && mkdir -p $(LLAMA_SERVER_BUILD)
+	tar -xzf $(LLAMA_SDIST) -C $(LLAMA_SERVER_BUILD) --strip-components=1
+	cmake -S $(LLAMA_SERVER_BUILD)/vendor/llama.cpp -B $(LLAMA_SERVER_BUILD)/build $(LLAMA_SERVER_CMAKE_ARGS)
+	cmake --build $(LLAMA_SERVER_BUILD)/build --target llama-server -j2
+	touch $@
+
+$(LLAMA_SERVER): $(LLAMA_SERVER_STAMP) | $(BIN)/python
+	cp $(LLAMA_SERVER_BUILD)/build/bin/llama-server $@
+
 demo: $(VENV)/.installed
 	$(BIN)/python examples/demo.py --fresh
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(LLAMA_SERVER)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1"
     )
+    common.add_argument(
+        "--vision",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether the served model sees images (default: asked of the server)",
+    )
     common.add_argument("--cache-dir", help="result cache folder")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
@@ -102,7 +108,11 @@ def _parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> EngineConfig:
     cfg = load_config(args.config)
     cfg = cfg.with_overrides(
-        backend=args.backend, model=args.model, mmproj=args.mmproj, base_url=args.base_url
+        backend=args.backend,
+        model=args.model,
+        mmproj=args.mmproj,
+        base_url=args.base_url,
+        vision=args.vision,
     )
     updates: dict = {}
     if args.cache_dir:
@@ -186,6 +196,8 @@ def _cmd_models(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
         vision = "vision" if health.vision else "text only"
         print(f"{name}: {health.backend} {health.model} [{state}, {vision}] roles: {roles}")
         print(f"    {health.detail}")
+        for line in health.extra.get("found", []):
+            print(f"    {line}")
         bad += not health.ok
     if bad:
         raise SystemExit(1)

@@ -59,7 +59,9 @@ class BackendConfig(_Strict):
     n_ctx: int = Field(4096, ge=256)
     """Context window in tokens."""
     n_threads: int | None = Field(None, ge=1)
-    """CPU threads (default: llama.cpp's choice)."""
+    """CPU threads for generation and prompt processing (default: the cores this process may
+    use, less those the load average shows busy; set it to choose, e.g. ``n_threads = 2``
+    beside a busy server, or the core count on a machine of your own)."""
     n_gpu_layers: int = 0
     """Layers offloaded to the GPU (-1: all)."""
 
@@ -83,17 +85,19 @@ class BackendConfig(_Strict):
     api_key_env: str | None = None
     """Name of the environment variable that holds the API key (the key itself is never stored)."""
     timeout: float = Field(120.0, gt=0)
-    """Seconds per request."""
+    """Seconds per request, wall clock, whole answer included (a trickling server is cut off)."""
     max_retries: int = Field(4, ge=0)
     """Retries on 429 and 5xx, with exponential backoff (Retry-After honoured)."""
-    concurrency: int = Field(4, ge=1)
-    """Requests in flight at once (local backends always run one at a time)."""
+    concurrency: int | None = Field(None, ge=1)
+    """``openai``: requests in flight at once (default: the server's parallel slots where it
+    says, as llama.cpp's ``/props`` does, else 4; local backends always run one at a time)."""
     image_max_side: int = Field(1024, ge=32)
     """Images are downscaled so their longer side is at most this before upload."""
     allow_insecure_remote: bool = False
     """Allow sending an API key over plain http to a non-loopback host."""
     vision: bool | None = None
-    """``openai``: whether the served model sees images (unset: assumed; ``false`` for text-only models)."""
+    """``openai``: whether the served model sees images (unset: discovered from the server,
+    e.g. llama.cpp's ``/props`` or Ollama's ``/api/show``, else one probe with a tiny image)."""
 
 
 class GenerationConfig(_Strict):

@@ -1,14 +1,21 @@
 """A scripted OpenAI-compatible server on loopback, for what a real model cannot be made to do.
 
 Each request takes the next :class:`Reply` from the script (``server.script(...)``);
-when the script is empty, ``default`` answers (by default: a model list for
-``/models``, ``"ok"`` for anything else).  Every request is recorded with its
+besides status, body and headers a reply can misbehave on the wire: trickle its body
+a byte at a time, stream events forever, announce more than it sends, drop the
+connection, or send megabytes (see :func:`trickle`, :func:`endless_stream`,
+:func:`cut_body`, :func:`dropped`, :func:`huge`);
+when the script is empty, ``default`` answers (by default ``"ok"``).  What the server
+says about itself (``/props``, ``/api/show``, the ``/v1/models`` listing) comes from
+``about`` instead, so capability discovery never takes a scripted reply.  Every request is recorded with its
 headers and JSON body, and the server counts how many were in flight at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -34,6 +41,16 @@ class Reply:
     """Server-Sent Events: each a dict (sent as JSON) or a str; ``[DONE]`` is added."""
     event_delay: float = 0.0
     """Seconds between events."""
+    endless: bool = False
+    """With ``events``: send them again and again, never ``[DONE]``."""
+    trickle: float = 0.0
+    """Send the body one byte every ``trickle`` seconds."""
+    cut_at: int | None = None
+    """Announce the whole body's length, send this many bytes, then close the connection."""
+    drop: bool = False
+    """Close the connection without answering anything."""
+    chunked: bool = False
+    """Send the body with chunked transfer encoding (no Content-Length)."""
 
 
 @dataclass
@@ -85,6 +102,36 @@ def stream(pieces: list[str], usage: dict | None = None, event_delay: float = 0.
     return Reply(events=events, event_delay=event_delay)
 
 
+def trickle(text: str = "a slow answer", every: float = 0.1) -> Reply:
+    """A valid answer, one byte at a time."""
+    return Reply(body=chat(text).body, trickle=every)
+
+
+def endless_stream(piece: str = "more ", event_delay: float = 0.01) -> Reply:
+    """An event stream that never ends."""
+    return Reply(
+        events=[{"choices": [{"index": 0, "delta": {"content": piece}}]}],
+        event_delay=event_delay,
+        endless=True,
+    )
+
+
+def huge(megabytes: int = 20, chunked: bool = True) -> Reply:
+    """A valid answer of ``megabytes`` MB of text."""
+    return Reply(body=chat("word " * (megabytes * 1_000_000 // 5)).body, chunked=chunked)
+
+
+def cut_body(text: str = "an answer that breaks off halfway through") -> Reply:
+    """A body that stops halfway (its Content-Length promised more)."""
+    data = json.dumps(chat(text).body).encode()
+    return Reply(body=data, cut_at=len(data) // 2)
+
+
+def dropped() -> Reply:
+    """The connection closes before any answer."""
+    return Reply(drop=True)
+
+
 def models(*names: str) -> Reply:
     return Reply(body={"object": "list", "data": [{"id": n, "object": "model"} for n in names]})
 
@@ -96,17 +143,25 @@ def embeddings(rows: list[list[float]], order: list[int] | None = None) -> Reply
 
 
 def default_reply(request: Recorded) -> Reply:
-    if request.path.endswith("/models"):
-        return models(MODEL)
     return chat("ok")
 
 
 class MisbehavingServer:
     """``with MisbehavingServer() as server: server.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
 
-    def __init__(self, default: Callable[[Recorded], Reply] = default_reply) -> None:
+    def __init__(
+        self,
+        default: Callable[[Recorded], Reply] = default_reply,
+        about: dict[str, Reply] | None = None,
+    ) -> None:
         self.default = default
+        self.about: dict[str, Reply] = dict(about or {})
+        """What the server says about itself, by path (``/props``, ``/api/show``, ``/v1/models``);
+        a path not named answers 404, ``/v1/models`` lists ``MODEL``."""
         self.requests: list[Recorded] = []
+        """Requests to the API (generation, embeddings), in order."""
+        self.discovery: list[Recorded] = []
+        """Requests about the server itself; never answered from the script."""
         self.in_flight = 0
         self.max_in_flight = 0
         self._script: deque[Reply] = deque()
@@ -141,9 +196,15 @@ class MisbehavingServer:
 
     def _next(self, recorded: Recorded) -> Reply:
         with self._lock:
-            self.requests.append(recorded)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            listing = recorded.method == "GET" and recorded.path == "/v1/models"
+            if listing or not recorded.path.startswith("/v1/"):
+                self.discovery.append(recorded)
+                if recorded.path in self.about:
+                    return self.about[recorded.path]
+                return models(MODEL) if listing else error(404, "File Not Found")
+            self.requests.append(recorded)
             if self._script:
                 return self._script.popleft()
         return self.default(recorded)
@@ -186,18 +247,27 @@ class MisbehavingServer:
                     server._done()
 
             def _write(self, reply: Reply) -> None:
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if reply.events is not None:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "text/event-stream")
                     self.send_header("Connection", "close")
                     self.end_headers()
-                    for event in [*reply.events, "[DONE]"]:
+                    self.close_connection = True
+                    events = [*reply.events, "[DONE]"]
+                    if reply.endless:
+                        events = itertools.cycle(reply.events)
+                    for event in events:
+                        if server._stopping.is_set():
+                            return
                         if reply.event_delay:
                             server._stopping.wait(reply.event_delay)
                         data = event if isinstance(event, str) else json.dumps(event)
                         self.wfile.write(f"data: {data}\n\n".encode())
                         self.wfile.flush()
-                    self.close_connection = True
                     return
                 if isinstance(reply.body, bytes):
                     data, ctype = reply.body, "application/json"
@@ -207,10 +277,31 @@ class MisbehavingServer:
                     data, ctype = json.dumps(reply.body).encode(), "application/json"
                 self.send_response(reply.status)
                 self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
+                if reply.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Content-Length", str(len(data)))
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if reply.cut_at is not None:
+                    self.wfile.write(data[: reply.cut_at])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                elif reply.trickle:
+                    for i in range(len(data)):
+                        if server._stopping.wait(reply.trickle):
+                            return
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                elif reply.chunked:
+                    step = 1 << 16
+                    for i in range(0, len(data), step):
+                        piece = data[i : i + step]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.wfile.write(data)
 
         return Handler

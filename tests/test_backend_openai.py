@@ -185,10 +185,16 @@ def test_small_images_are_not_upscaled(server):
 def test_a_text_only_server_rejecting_images_gets_a_vision_hint(server):
     server.script(error(400, "This model does not support image input"))
     request = GenerateRequest(messages=(Message("user", (image_ref("coffee.png"), "What?")),))
-    with pytest.raises(BackendError, match="may not accept images") as info:
-        backend_for(server).generate(request)
+    backend = backend_for(server)
+    with pytest.raises(BackendError, match="does not accept images") as info:
+        backend.generate(request)
     assert "does not support image input" in str(info.value)
-    assert "vision = false" in str(info.value)
+    assert "--no-vision" in str(info.value)
+    # Refused once: the pipeline now chooses by retrieval score and sends no image again.
+    assert not backend.has_vision
+    with pytest.raises(BackendError, match="does not take images"):
+        backend.generate(request)
+    assert len(server.requests) == 1
 
 
 # -- retries, timeouts, errors -------------------------------------------------
@@ -428,14 +434,14 @@ def test_embeddings_come_back_in_input_order_and_unit_length(server):
 
 
 def test_health_reports_whether_the_model_is_listed(server):
-    server.script(models(MODEL, "other"), models("other"))
+    server.about["/v1/models"] = models(MODEL, "other")
     backend = backend_for(server)
     up = backend.health()
     assert up.ok and up.backend == "openai" and up.model == MODEL
+    server.about["/v1/models"] = models("other")
     missing = backend.health()
     assert not missing.ok
     assert "does not list model 'test-model'" in missing.detail and "other" in missing.detail
-    assert [r.path for r in server.requests] == ["/v1/models", "/v1/models"]
 
 
 def test_health_of_an_unreachable_server_is_not_ok():
@@ -549,12 +555,14 @@ def test_the_key_never_reaches_the_result_cache(server, monkeypatch, tmp_path):
         assert SECRET not in content and KEY_ENV not in content
 
 
-def test_vision_is_assumed_unless_the_config_says_otherwise(server):
-    assert backend_for(server).has_vision
+def test_vision_is_probed_once_unless_the_config_says(server):
+    backend = backend_for(server)
+    assert backend.has_vision and backend.has_vision
+    (probe,) = server.requests  # one small image, one token, asked once
+    assert probe.body["max_tokens"] == 1
+    assert probe.body["messages"][0]["content"][0]["type"] == "image_url"
 
 
-@pytest.mark.skipif(
-    "vision" not in BackendConfig.model_fields, reason="BackendConfig has no 'vision' field yet"
-)
 def test_vision_false_marks_a_text_only_model(server):
     assert not backend_for(server, vision=False).has_vision
+    assert server.requests == []  # the config said: nothing probed

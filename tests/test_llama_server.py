@@ -1,14 +1,23 @@
-"""The OpenAI-compatible backend against a real ``python -m llama_cpp.server`` on loopback.
+"""The OpenAI-compatible backend against real servers on loopback.
 
-Two servers, started here on free ports: the embedded SmolLM2-135M (chat, constrained
-choices, JSON schema, streaming, raw completions, the API key), and the tiny random
-GGUF with its mmproj for the vision plumbing (images as data URIs reach the model).
+llama-cpp-python's ``python -m llama_cpp.server``: the embedded SmolLM2-135M (chat,
+constrained choices, JSON schema, streaming, raw completions, the API key), and the
+tiny random GGUF with its mmproj for the vision plumbing (images as data URIs reach
+the model).
+
+llama.cpp's own ``llama-server`` (built by ``make llama-server`` into .venv/bin):
+SmolLM2 with four parallel slots, whose ``/props`` the backend reads (no vision,
+four slots, grammar for choices), and the tiny GGUF + mmproj for vision through
+``/v1/chat/completions``.  ``xcomposer compose --backend openai --base-url URL
+--model ID`` runs against a text-only server of each kind with no other setting.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +31,7 @@ from pathlib import Path
 import pytest
 import skimage
 from xcomposer.backends.base import GenerateRequest, ImageRef, Message
+from xcomposer.backends.capabilities import LLAMA_CPP
 from xcomposer.backends.openai import OpenAIBackend
 from xcomposer.config import BackendConfig
 from xcomposer.errors import BackendError
@@ -111,7 +121,7 @@ def text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServe
         "--model", str(embedded_model()),
         "--model_alias", "smollm2",
         "--n_ctx", "2048",
-        "--n_threads", "2",
+        # Its default, one thread of two: two threads crawl when other work holds a core.
         api_key=SERVER_KEY,
     )  # fmt: skip
     server.wait_ready()
@@ -283,3 +293,188 @@ def test_choosing_among_images_is_constrained(tiny_vision):
         choices=("1", "2"),
     )  # fmt: skip
     assert tiny_vision.generate(request).text in ("1", "2")
+
+
+# -- llama.cpp's own server ---------------------------------------------------------
+
+LLAMA_SERVER = Path(sys.executable).with_name("llama-server")
+needs_llama_server = pytest.mark.skipif(
+    not LLAMA_SERVER.exists(), reason=f"{LLAMA_SERVER} is not built (run: make llama-server)"
+)
+
+
+class CppLlamaServer(LlamaServer):
+    """llama.cpp's ``llama-server`` in a subprocess, ready once /health answers 200."""
+
+    def __init__(self, log_path: Path, *args: str) -> None:
+        self.port = free_port()
+        self.root = f"http://127.0.0.1:{self.port}"
+        self.base_url = self.root + "/v1"
+        self.log_path = log_path
+        command = [str(LLAMA_SERVER), *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.root + path, timeout=5) as resp:
+            return json.load(resp)
+
+    def wait_ready(self, seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                pytest.fail(f"llama-server exited early:\n{self.log_tail()}")
+            try:
+                self.get("/health")
+                return
+            except (urllib.error.URLError, OSError, ValueError):
+                time.sleep(0.25)
+        self.stop()
+        pytest.fail(f"llama-server was not ready in {seconds} s:\n{self.log_tail()}")
+
+    @property
+    def model_id(self) -> str:
+        return self.get("/v1/models")["data"][0]["id"]
+
+
+@pytest.fixture(scope="module")
+def cpp_text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CppLlamaServer]:
+    if not LLAMA_SERVER.exists():
+        pytest.skip(f"{LLAMA_SERVER} is not built (run: make llama-server)")
+    log = tmp_path_factory.mktemp("cpp-llama-server") / "server.log"
+    server = CppLlamaServer(log, "-m", str(embedded_model()), "-np", "4", "-c", "8192")
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cpp_vision_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CppLlamaServer]:
+    if not LLAMA_SERVER.exists():
+        pytest.skip(f"{LLAMA_SERVER} is not built (run: make llama-server)")
+    from fixtures.tiny_models import write_tiny_gguf
+
+    folder = tmp_path_factory.mktemp("cpp-tiny-gguf")
+    model, mmproj = write_tiny_gguf(folder)
+    server = CppLlamaServer(
+        folder / "server.log", "-m", str(model), "--mmproj", str(mmproj), "-c", "512", "-np", "1"
+    )
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def plain_python_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama-cpp-python's server as a user starts it: no key, no alias."""
+    log = tmp_path_factory.mktemp("plain-llama-cpp-python") / "server.log"
+    server = LlamaServer(log, "--model", str(embedded_model()), "--n_ctx", "4096")
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def served(server: CppLlamaServer, **options) -> OpenAIBackend:
+    cfg = BackendConfig(
+        backend="openai", base_url=server.base_url, model=server.model_id, timeout=120, **options
+    )
+    return OpenAIBackend(cfg)
+
+
+@needs_llama_server
+def test_llama_server_says_what_it_can_do(cpp_text_server):
+    backend = served(cpp_text_server)
+    caps = backend.capabilities()
+    assert caps.kind == LLAMA_CPP
+    assert caps.vision is False and "/props" in caps.vision_evidence
+    assert caps.slots == 4 and backend.concurrency == 4
+    health = backend.health()
+    assert health.ok and not health.vision
+    assert "parallel slots: 4 (/props total_slots)" in health.extra["found"]
+
+
+@needs_llama_server
+def test_llama_server_constrains_choices_with_its_grammar(cpp_text_server):
+    backend = served(cpp_text_server)
+    choices = ("zebra-17", "quartz-42", "violet-08")
+    answer = backend.generate(user("Pick the label you like best.", choices=choices, max_tokens=8))
+    assert answer.text in choices
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string", "maxLength": 40}},
+        "required": ["title"],
+    }
+    data = json.loads(
+        backend.generate(
+            user("A title about cats, as JSON.", json_schema=schema, max_tokens=40)
+        ).text
+    )
+    assert set(data) == {"title"} and isinstance(data["title"], str)
+
+
+@needs_llama_server
+def test_llama_server_runs_four_requests_at_once(cpp_text_server):
+    backend = served(cpp_text_server)
+    answers: dict[int, str] = {}
+
+    def ask(i: int) -> None:
+        answers[i] = backend.generate(user(f"Name animal number {i}.", max_tokens=16)).text
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(answers) == [0, 1, 2, 3] and all(a.strip() for a in answers.values())
+
+
+@needs_llama_server
+def test_llama_server_vision_through_chat_completions(cpp_vision_server):
+    backend = served(cpp_vision_server, image_max_side=64)
+    assert backend.has_vision and backend.capabilities().vision_evidence.startswith("/props")
+    text_only = backend.generate(user("describe the image", max_tokens=4))
+    one = backend.generate(user(image("chelsea.png"), "describe the image", max_tokens=4))
+    cat = backend.generate(user(image("chelsea.png"), "describe the image", max_tokens=6))
+    rocket = backend.generate(user(image("rocket.jpg"), "describe the image", max_tokens=6))
+    assert text_only.prompt_tokens < one.prompt_tokens  # the image became tokens
+    assert cat.text != rocket.text  # the pixels made it to the model
+
+
+def compose_cli(base_url: str, model: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("chelsea.png", "coffee.png", "rocket.jpg"):
+        shutil.copy(IMAGES / name, images / name)
+    command = [sys.executable, "-m", "xcomposer", "compose", "Write a short article about cats."]
+    command += ["--backend", "openai", "--base-url", base_url, "--model", model]
+    command += ["--images", str(images), "-n", "1", "--sections", "2", "--words", "30"]
+    command += ["--cache-dir", str(tmp_path / "cache"), "--json", "-q"]
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env
+    )
+
+
+def assert_composed_without_vision(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stderr[-2000:]
+    article = json.loads(result.stdout)
+    assert article["title"].strip() and len(article["paragraphs"]) >= 2
+    assert len(article["figures"]) == 1
+    assert article["figures"][0]["provenance"]["image"] == "retrieval-score"
+    assert result.stderr.count("does not take images") == 1  # one warning
+
+
+@needs_llama_server
+def test_compose_against_a_text_only_llama_server_needs_no_other_setting(cpp_text_server, tmp_path):
+    result = compose_cli(cpp_text_server.base_url, cpp_text_server.model_id, tmp_path)
+    assert_composed_without_vision(result)
+
+
+def test_compose_against_llama_cpp_pythons_server_needs_no_other_setting(
+    plain_python_server, tmp_path
+):
+    # Its id is the model path, as /v1/models lists it.
+    listed = json.load(urllib.request.urlopen(plain_python_server.base_url + "/models"))
+    result = compose_cli(plain_python_server.base_url, listed["data"][0]["id"], tmp_path)
+    assert_composed_without_vision(result)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from xcomposer import BackendConfig, ModelError
 from xcomposer.backends.base import GenerateRequest, Message
-from xcomposer.backends.llamacpp import LlamaCppBackend
+from xcomposer.backends.llamacpp import LlamaCppBackend, default_threads
 from xcomposer.backends.model_files import embedded_model_path
 
 
@@ -40,6 +40,39 @@ def test_generates_text(backend: LlamaCppBackend) -> None:
     # the speed is reported and consistent with what was measured (no bound on the machine)
     assert answer.seconds > 0
     assert answer.tokens_per_s == pytest.approx(answer.completion_tokens / answer.seconds)
+
+
+@pytest.mark.parametrize("load, share", [(0.0, 1.0), (0.6, 1.0), (100.0, 0.0)])
+def test_the_default_threads_are_the_free_cores(monkeypatch, load, share) -> None:
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    expected = cores if share else 1  # a saturated machine: one thread, never zero
+    assert default_threads() == expected
+
+
+def test_every_free_core_runs_by_default(monkeypatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # a quiet machine
+    quiet = LlamaCppBackend(BackendConfig())
+    try:
+        llm = quiet._load()
+        cores = len(os.sched_getaffinity(0))
+        # llama-cpp-python's own default is half the cores: one thread of two here.
+        assert llm.context_params.n_threads == cores
+        assert llm.context_params.n_threads_batch == cores
+    finally:
+        quiet.close()
+
+
+def test_n_threads_chooses_the_threads() -> None:
+    one = LlamaCppBackend(BackendConfig(n_threads=1))
+    try:
+        assert one._load().context_params.n_threads == 1
+    finally:
+        one.close()
 
 
 def test_choices_are_enforced_by_grammar(backend: LlamaCppBackend) -> None:

@@ -1,33 +1,52 @@
-"""A small JSON-over-HTTP client for OpenAI-compatible servers, standard library only.
+"""JSON over HTTP to one OpenAI-compatible server, on httpx.
 
-What it adds to :mod:`http.client`: a per-request deadline (not just a per-read socket
-timeout), retries with exponential backoff and jitter on 429, 5xx and connection
-errors (``Retry-After`` honoured), a bound on requests in flight across threads,
-kept-alive connections, Server-Sent Events, and one-line :class:`BackendError`
-messages that name the server and the fix.  Secrets passed in headers are scrubbed
-from every message it produces; headers are never logged.
+httpx does the pooling, keep-alive, chunked bodies and TLS.  What this adds:
+
+* a **total** deadline per request: httpx's timeouts bound each connect and each
+  read; a watchdog shuts the connection down when the wall-clock deadline passes,
+  so a server that trickles its body or streams events forever cannot hold a call
+  past ``timeout`` (the headers themselves are bounded by httpx's read timeout);
+* a byte cap per answer (the caller derives it from ``max_tokens``), so a 20 MB
+  answer stops at the cap instead of reaching the article and the cache;
+* retries with exponential backoff and jitter on 429, 5xx and connection errors,
+  ``Retry-After`` honoured; a timeout, a cut body and an oversized answer are not
+  retried (they would only cost the same again);
+* a bound on requests in flight across threads, adjustable once the server says
+  how many slots it has;
+* Server-Sent Events;
+* one-line :class:`BackendError` messages naming the server and the fix, with the
+  API key scrubbed from every message; headers are never logged.
 """
 
 from __future__ import annotations
 
 import email.utils
-import http.client
 import ipaddress
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import BackendError, ConfigError
+from ..errors import BackendError, ConfigError, ModelError
+
+try:
+    import httpx
+except ImportError:  # pragma: no cover - the openai extra brings it
+    httpx = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
 MESSAGE_CHARS = 300
 """Longest server message quoted in an error."""
+DEFAULT_MAX_BYTES = 8 << 20
+"""Cap on answers whose size no ``max_tokens`` bounds (model lists, capabilities)."""
+INSTALL_HINT = "install httpx: pip install 'mkdocs-xcomposer[openai]'"
 
 
 def is_loopback(host: str) -> bool:
@@ -44,6 +63,18 @@ def is_loopback(host: str) -> bool:
 def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def answer_byte_cap(max_tokens: int, streamed: bool) -> int:
+    """Bytes an answer of ``max_tokens`` tokens may take on the wire, with headroom.
+
+    A token is a few characters; JSON escapes of non-ASCII text take up to 12 bytes
+    per character; a streamed token comes wrapped in an event of a few hundred
+    bytes (llama.cpp's server repeats the model path in each).  64 KiB covers the
+    envelope.
+    """
+    per_token = 1024 if streamed else 96
+    return 65536 + per_token * max(1, max_tokens)
 
 
 def server_message(body: bytes) -> str:
@@ -80,10 +111,10 @@ class HTTPStatusError(BackendError):
 
         llama-cpp-python's server answers 500 to a body that fails its validation.
         """
-        return _rejects_request(self.status, self.server_message)
+        return rejects_request(self.status, self.server_message)
 
 
-def _rejects_request(status: int, message: str) -> bool:
+def rejects_request(status: int, message: str) -> bool:
     return status in (400, 422) or (status == 500 and "validation error" in message.lower())
 
 
@@ -95,8 +126,64 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
-class _Stale(Exception):
-    """A kept-alive connection the server had already closed: try again at once, fresh."""
+class _Slots:
+    """A counting bound on requests in flight whose size can change while in use."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._busy = 0
+        self._cond = threading.Condition()
+
+    def resize(self, size: int) -> None:
+        with self._cond:
+            self.size = max(1, size)
+            self._cond.notify_all()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._busy < self.size)
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify()
+
+
+class _Deadline:
+    """Shuts a response's connection down when the wall-clock deadline passes."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self._timer: threading.Timer | None = None
+
+    def watch(self, response: Any) -> None:
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is None:
+            return
+
+        def fire() -> None:
+            self.fired = True
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        self._timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def check(self) -> None:
+        if self.fired or time.monotonic() >= self.deadline:
+            raise TimeoutError
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class HttpClient:
@@ -115,32 +202,48 @@ class HttpClient:
         max_retries: int,
         concurrency: int,
         setting: str = "backend",
+        allow_insecure_remote: bool = False,
     ) -> None:
+        if httpx is None:
+            raise ModelError("the OpenAI-compatible backend needs httpx", INSTALL_HINT)
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
                 f"{setting}.base_url '{base_url}' is not an http(s) URL",
                 "give the server's API root, e.g. http://127.0.0.1:8080/v1",
             )
-        self.base_url = base_url.rstrip("/")
-        self.scheme = parts.scheme
-        self.host = parts.hostname
         try:
-            self.port = parts.port or (443 if parts.scheme == "https" else 80)
+            parts.port  # noqa: B018 - validates the port
         except ValueError:
             raise ConfigError(
                 f"{setting}.base_url '{base_url}' has a bad port", "fix the port number"
             ) from None
-        self.root = parts.path.rstrip("/")
+        self.base_url = base_url.rstrip("/")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.server_root = f"{parts.scheme}://{parts.netloc}"
+        """The server itself, above the API root (llama.cpp's ``/props``, Ollama's ``/api``)."""
         self.timeout = timeout
         self.max_retries = max_retries
         self.setting = setting
-        self._slots = threading.BoundedSemaphore(concurrency)
-        self._idle: list[http.client.HTTPConnection] = []
-        self._idle_lock = threading.Lock()
-        self._max_idle = concurrency
+        self.allow_insecure_remote = allow_insecure_remote
+        self._slots = _Slots(concurrency)
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
+            # Loopback never goes through a proxy from the environment.
+            trust_env=not is_loopback(self.host),
+            follow_redirects=False,
+        )
 
     # -- public -------------------------------------------------------------
+
+    @property
+    def concurrency(self) -> int:
+        return self._slots.size
+
+    def set_concurrency(self, size: int) -> None:
+        self._slots.resize(size)
 
     def request_json(
         self,
@@ -150,20 +253,27 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
         retries: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        root: bool = False,
     ) -> Any:
-        """Send ``body`` as JSON, return the decoded JSON answer."""
+        """Send ``body`` as JSON, return the decoded JSON answer.
 
-        def consume(resp: http.client.HTTPResponse, deadline: float) -> Any:
-            return self._decode(path, self._read(resp, deadline))
+        ``root``: ``path`` is below the server itself, not below the API root.
+        """
+        url = (self.server_root if root else self.base_url) + path
 
-        return self._call(method, path, body, headers or {}, timeout, retries, consume)
+        def consume(resp: Any, deadline: _Deadline) -> Any:
+            return self._decode(url, self._read(resp, deadline, max_bytes, url))
+
+        return self._call(method, url, body, headers or {}, timeout, retries, consume)
 
     def stream_events(
         self,
         path: str,
         body: Any,
         headers: dict[str, str],
-        on_event: Callable[[dict], None],
+        on_event: Callable[[Any], None],
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Any:
         """POST ``body`` and hand each Server-Sent Event's JSON to ``on_event``.
 
@@ -171,44 +281,50 @@ class HttpClient:
         returned; a streamed answer returns ``None``.  Once events have flowed, a
         failure is not retried (the caller has already seen part of the answer).
         """
+        url = self.base_url + path
 
-        def consume(resp: http.client.HTTPResponse, deadline: float) -> Any:
-            ctype = resp.getheader("Content-Type", "")
-            if "text/event-stream" not in ctype:
-                return self._decode(path, self._read(resp, deadline))
-            for data in self._sse(resp, deadline):
-                on_event(self._decode(path, data))
+        def consume(resp: Any, deadline: _Deadline) -> Any:
+            if "text/event-stream" not in resp.headers.get("content-type", ""):
+                return self._decode(url, self._read(resp, deadline, max_bytes, url))
+            for data in self._sse(resp, deadline, max_bytes, url):
+                on_event(self._decode(url, data))
             return None
 
-        return self._call("POST", path, body, headers, None, None, consume)
+        return self._call("POST", url, body, headers, None, None, consume)
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
+    def key_may_travel(self) -> bool:
+        """A key goes over https, to this machine, or where the config allows plain http."""
+        return self.scheme == "https" or is_loopback(self.host) or self.allow_insecure_remote
+
     def close(self) -> None:
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._client.close()
 
     # -- the retry loop -----------------------------------------------------
 
-    def _call(self, method, path, body, headers, timeout, retries, consume) -> Any:
+    def _call(self, method, url, body, headers, timeout, retries, consume) -> Any:  # noqa: ANN001
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         send_headers = {"Accept": "application/json, text/event-stream", **headers}
         if data is not None:
             send_headers["Content-Type"] = "application/json"
-        secrets = [v.split()[-1] for k, v in headers.items() if k.lower() == "authorization" and v]
+        secrets = secrets_in(headers)
+        if secrets and not self.key_may_travel():
+            raise ConfigError(
+                f"refusing to send the API key over plain http to {self.host}",
+                "use an https base_url, or set allow_insecure_remote = true on a trusted network",
+            )
         retries = self.max_retries if retries is None else retries
         timeout = self.timeout if timeout is None else timeout
         attempt = 0
         while True:
             try:
-                with self._slots:
-                    return self._attempt(method, path, data, send_headers, timeout, consume)
+                with self._slots.held():
+                    return self._attempt(method, url, data, send_headers, timeout, consume)
             except _Retry as retry:
                 if attempt >= retries:
-                    raise _scrubbed(retry.error, secrets) from None
+                    raise scrubbed(retry.error, secrets) from None
                 attempt += 1
                 delay = retry.retry_after
                 if delay is None:
@@ -216,80 +332,59 @@ class HttpClient:
                     delay *= 0.5 + random.random() / 2
                 log.warning(
                     "%s; retry %d of %d in %.2f s",
-                    _scrub(retry.error.what, secrets),
+                    scrub(retry.error.what, secrets),
                     attempt,
                     retries,
                     delay,
                 )
                 time.sleep(delay)
             except BackendError as err:
-                raise _scrubbed(err, secrets) from None
+                raise scrubbed(err, secrets) from None
 
-    def _attempt(self, method, path, data, headers, timeout, consume) -> Any:
-        for reused in (True, False):
-            conn, was_idle = self._connection(timeout, fresh=not reused)
-            try:
-                return self._exchange(conn, was_idle, method, path, data, headers, timeout, consume)
-            except _Stale:
-                continue
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _exchange(self, conn, was_idle, method, path, data, headers, timeout, consume) -> Any:
-        deadline = time.monotonic() + timeout
-        url = self.url(path)
-        if conn.sock is None:
-            try:
-                conn.connect()
-            except TimeoutError:
-                conn.close()
-                raise _Retry(self._unreachable(f"no connection within {timeout:g} s")) from None
-            except OSError as err:  # refused, DNS failure, unreachable network
-                conn.close()
-                raise _Retry(self._unreachable(err.strerror or type(err).__name__)) from None
+    def _attempt(self, method, url, data, headers, timeout, consume) -> Any:  # noqa: ANN001
+        deadline = _Deadline(time.monotonic() + timeout)
+        request = self._client.build_request(
+            method, url, content=data, headers=headers, timeout=httpx.Timeout(timeout)
+        )
         try:
-            conn.request(method, self.root + path, body=data, headers=headers)
-            _arm(conn, deadline)
-            resp = conn.getresponse()
-        except TimeoutError:
-            conn.close()
-            raise self._timeout_error(path) from None
-        except (OSError, http.client.HTTPException) as err:
-            conn.close()
-            if was_idle:
-                raise _Stale from None
+            resp = self._client.send(request, stream=True)
+        except httpx.ConnectTimeout:
+            raise _Retry(self._unreachable(f"no connection within {timeout:g} s")) from None
+        except httpx.ConnectError as err:  # refused, DNS failure, unreachable network
+            raise _Retry(self._unreachable(_reason(err))) from None
+        except httpx.TimeoutException:
+            raise self._timeout_error(url, timeout) from None
+        except (httpx.TransportError, OSError) as err:
             raise _Retry(
                 BackendError(
-                    f"{url} dropped the connection ({type(err).__name__})",
+                    f"{url} dropped the connection before answering ({_reason(err)})",
                     "check the server's log",
                 )
             ) from None
-
-        status = resp.status
-        if 200 <= status < 300:
-            try:
-                result = consume(resp, deadline)
-            except TimeoutError:
-                conn.close()
-                raise self._timeout_error(path) from None
-            except (OSError, http.client.HTTPException) as err:
-                conn.close()
-                raise BackendError(
-                    f"the answer from {url} broke off ({type(err).__name__})",
-                    "check the server's log; retry",
-                ) from None
-            except BaseException:
-                conn.close()
-                raise
-            self._release(conn, resp)
-            return result
-
+        deadline.watch(resp)
         try:
-            body = self._read(resp, deadline)
-        except (OSError, http.client.HTTPException):
-            body = b""
-        self._release(conn, resp)
+            return self._answer(resp, url, deadline, timeout, consume)
+        finally:
+            deadline.cancel()
+            resp.close()
+
+    def _answer(self, resp, url, deadline, timeout, consume) -> Any:  # noqa: ANN001
+        status = resp.status_code
+        try:
+            if 200 <= status < 300:
+                return consume(resp, deadline)
+            body = self._read(resp, deadline, 65536, url, cut=True)
+        except (TimeoutError, httpx.TimeoutException):
+            raise self._timeout_error(url, timeout) from None
+        except (httpx.TransportError, OSError) as err:
+            if deadline.fired:
+                raise self._timeout_error(url, timeout) from None
+            raise BackendError(
+                f"the answer from {url} broke off before it was complete ({_reason(err)})",
+                "check the server's log (it may have crashed or restarted); retry",
+            ) from None
         message = server_message(body)
-        if status == 429 or (status >= 500 and not _rejects_request(status, message)):
+        if status == 429 or (status >= 500 and not rejects_request(status, message)):
             raise _Retry(
                 HTTPStatusError(
                     f"{url} answered {status}: {message}",
@@ -298,7 +393,7 @@ class HttpClient:
                     status,
                     message,
                 ),
-                _retry_after(resp.getheader("Retry-After"), self.retry_after_max),
+                _retry_after(resp.headers.get("Retry-After"), self.retry_after_max),
             )
         if status in (401, 403):
             fix = f"check the API key in the variable named by {self.setting}.api_key_env"
@@ -310,60 +405,65 @@ class HttpClient:
 
     # -- pieces -------------------------------------------------------------
 
-    def _connection(self, timeout: float, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
-        if not fresh:
-            with self._idle_lock:
-                if self._idle:
-                    return self._idle.pop(), True
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        return cls(self.host, self.port, timeout=timeout), False
-
-    def _release(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
-        if resp.will_close or not resp.isclosed():
-            conn.close()
-            return
-        with self._idle_lock:
-            if len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def _read(self, resp: http.client.HTTPResponse, deadline: float) -> bytes:
-        chunks = []
-        while True:
-            _arm_response(resp, deadline)
-            chunk = resp.read(1 << 16)
-            if not chunk:
-                return b"".join(chunks)
+    def _read(
+        self, resp: Any, deadline: _Deadline, max_bytes: int, url: str, cut: bool = False
+    ) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_bytes():
+            deadline.check()
             chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                if cut:
+                    break
+                raise self._too_big(url, max_bytes)
+        deadline.check()
+        return b"".join(chunks)[: max_bytes if cut else None]
 
-    def _sse(self, resp: http.client.HTTPResponse, deadline: float) -> Iterator[bytes]:
+    def _sse(self, resp: Any, deadline: _Deadline, max_bytes: int, url: str) -> Iterator[bytes]:
         data: list[bytes] = []
-        while True:
-            _arm_response(resp, deadline)
-            line = resp.readline()
-            if not line:
-                return
-            line = line.rstrip(b"\r\n")
-            if not line:
-                if data:
-                    payload = b"\n".join(data)
-                    data = []
-                    if payload.strip() == b"[DONE]":
-                        resp.read()
-                        return
-                    yield payload
-            elif line.startswith(b"data:"):
-                data.append(line[5:].lstrip(b" "))
+        size = 0
+        pending = b""
+        for chunk in resp.iter_bytes():
+            deadline.check()
+            size += len(chunk)
+            if size > max_bytes:
+                raise self._too_big(url, max_bytes)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.rstrip(b"\r")
+                if not line:
+                    if data:
+                        payload = b"\n".join(data)
+                        data = []
+                        if payload.strip() == b"[DONE]":
+                            return
+                        yield payload
+                elif line.startswith(b"data:"):
+                    data.append(line[5:].lstrip(b" "))
+        deadline.check()
+        if data and b"\n".join(data).strip() != b"[DONE]":
+            yield b"\n".join(data)
 
-    def _decode(self, path: str, body: bytes) -> Any:
+    def _decode(self, url: str, body: bytes) -> Any:
         try:
             return json.loads(body)
         except ValueError:
+            if not body.strip():
+                what = f"{url} answered with an empty body"
+            else:
+                what = f"{url} answered with malformed JSON ({one_line(repr(body[:80]), 100)})"
             raise BackendError(
-                f"{self.url(path)} answered with malformed JSON ({one_line(repr(body[:80]), 100)})",
-                f"check that {self.setting}.base_url points at an OpenAI-compatible API",
+                what, f"check that {self.setting}.base_url points at an OpenAI-compatible API"
             ) from None
+
+    def _too_big(self, url: str, max_bytes: int) -> BackendError:
+        return BackendError(
+            f"{url} answered more than {max_bytes // 1024} KiB, far beyond the token budget",
+            "check the server (it ignores max_tokens or is misbehaving)",
+        )
 
     def _unreachable(self, reason: str) -> BackendError:
         return BackendError(
@@ -371,28 +471,16 @@ class HttpClient:
             f"start the server or fix {self.setting}.base_url",
         )
 
-    def _timeout_error(self, path: str) -> BackendError:
+    def _timeout_error(self, url: str, timeout: float) -> BackendError:
         return BackendError(
-            f"{self.url(path)} did not answer within {self.timeout:g} s",
+            f"{url} did not answer within {timeout:g} s",
             f"raise {self.setting}.timeout (seconds per request) or use a faster server",
         )
 
 
-def _arm(conn: http.client.HTTPConnection, deadline: float) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError
-    if conn.sock is not None:
-        conn.sock.settimeout(remaining)
-
-
-def _arm_response(resp: http.client.HTTPResponse, deadline: float) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError
-    sock = getattr(getattr(resp.fp, "raw", None), "_sock", None)
-    if sock is not None:
-        sock.settimeout(remaining)
+def _reason(err: BaseException) -> str:
+    text = one_line(str(err), 120)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _retry_after(value: str | None, cap: float) -> float | None:
@@ -411,17 +499,22 @@ def _retry_after(value: str | None, cap: float) -> float | None:
     return max(0.0, min(cap, seconds))
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
+def secrets_in(headers: dict[str, str]) -> list[str]:
+    """The secret part of each ``Authorization`` header."""
+    return [v.split()[-1] for k, v in headers.items() if k.lower() == "authorization" and v]
+
+
+def scrub(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     return text
 
 
-def _scrubbed(err: BackendError, secrets: list[str]) -> BackendError:
+def scrubbed(err: BackendError, secrets: list[str]) -> BackendError:
     if not any(s and s in str(err) for s in secrets):
         return err
-    what, fix = _scrub(err.what, secrets), _scrub(err.fix or "", secrets) or None
+    what, fix = scrub(err.what, secrets), scrub(err.fix or "", secrets) or None
     if isinstance(err, HTTPStatusError):
-        return HTTPStatusError(what, fix, err.status, _scrub(err.server_message, secrets))
+        return HTTPStatusError(what, fix, err.status, scrub(err.server_message, secrets))
     return type(err)(what, fix)

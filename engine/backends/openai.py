@@ -1,26 +1,25 @@
-"""A model behind an OpenAI-compatible server: LMDeploy, vLLM, llama.cpp's server, OpenAI.
+"""A model behind an OpenAI-compatible server: llama.cpp's server, vLLM, LMDeploy, Ollama, OpenAI.
 
 Rules this backend follows:
 
 * The API key is read from the variable named by ``api_key_env`` at each request;
   it is never kept on the object, put in the fingerprint, logged or quoted in an
-  error.  Sending it over plain http to a host other than this machine is refused
-  unless ``allow_insecure_remote`` is set.
-* Vision: a server does not say whether its model takes images, so the config does:
-  ``vision = false`` marks a text-only model; unset, the backend assumes it does.  A
-  text-only model that is sent images anyway answers with an error, which becomes a
-  BackendError saying so.
+  error, and a server that echoes it inside an answer has it replaced by ``***``
+  before the text goes anywhere.  Sending it over plain http to a host other than
+  this machine is refused unless ``allow_insecure_remote`` is set.
+* What the server can do (vision, parallel slots, the structured-output form,
+  a switch for thinking) is discovered once per server and model
+  (:mod:`.capabilities`); the config's ``vision`` and ``concurrency`` override it.
+  A server without vision is never sent an image.
 * Images go as ``data:`` URIs in ``image_url`` content parts, downscaled to
   ``image_max_side`` first; a text-only message goes as a plain string.
-* ``choices`` and ``json_schema`` are constrained with the first structured-output
-  form the server honours, tried in this order and then remembered per endpoint:
-  ``response_format: json_schema`` (OpenAI, vLLM, LMDeploy, llama.cpp's C++ server),
-  ``response_format: json_object`` plus ``schema`` (llama-cpp-python's server),
-  vLLM's ``guided_choice`` / ``guided_json``, and a GBNF ``grammar`` for choices.
-  vLLM refuses ``guided_choice`` *together with* ``response_format`` (one kind of
-  guided decoding per request), so they go in separate tries.  Whatever form is
-  used, the answer is checked: a choice must be one of the choices, JSON must
-  match the schema, otherwise a BackendError names the server and the fix.
+* ``choices`` and ``json_schema`` are constrained in the form the server takes;
+  where its kind is unknown the forms are tried in order once and the one
+  honoured is remembered.  Whatever form is used, the answer is checked.  Where
+  the server supports it, constrained calls turn a reasoning model's thinking off;
+  ``reasoning_content`` is never part of an answer.
+* Answers are bounded: a byte cap derived from ``max_tokens`` and a total
+  wall-clock deadline of ``timeout`` seconds per request.
 * Model output is untrusted text: returned as a string, never evaluated.
 """
 
@@ -40,7 +39,14 @@ import numpy as np
 from ..config import BackendConfig
 from ..errors import BackendError, ConfigError
 from .base import Backend, GenerateRequest, Generation, Health, ImageRef, Message, TextCallback
-from .http_client import HttpClient, HTTPStatusError, is_loopback, one_line
+from .capabilities import (
+    DEFAULT_CONCURRENCY,
+    Capabilities,
+    capabilities_for,
+    concurrency_for,
+    vision_of,
+)
+from .http_client import HttpClient, HTTPStatusError, answer_byte_cap, one_line, scrub
 from .structured import DIALECTS, check_answer, constraint_fields
 
 log = logging.getLogger(__name__)
@@ -71,29 +77,41 @@ class OpenAIBackend(Backend):
             )
         self.config = config
         self.model = config.model
-        self.concurrency = config.concurrency
         self._http = HttpClient(
-            config.base_url, config.timeout, config.max_retries, config.concurrency
+            config.base_url,
+            config.timeout,
+            config.max_retries,
+            config.concurrency or DEFAULT_CONCURRENCY,
+            allow_insecure_remote=config.allow_insecure_remote,
         )
         self.base_url = self._http.base_url
-        if (
-            config.api_key_env
-            and self._http.scheme == "http"
-            and not is_loopback(self._http.host)
-            and not config.allow_insecure_remote
-        ):
+        if config.api_key_env and not self._http.key_may_travel():
             raise ConfigError(
                 f"refusing to send the API key over plain http to {self._http.host}",
                 "use an https base_url, or set allow_insecure_remote = true on a trusted network",
             )
-        self._dialect: dict[tuple[str, str], str] = {}
         self._dropped: set[str] = set()
+        self._warned_usage = False
 
-    # -- Backend ------------------------------------------------------------
+    # -- what the server can do -----------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        """What the server said or showed it can do (asked once per server and model)."""
+        caps = capabilities_for(self._http, self.model, self._headers(), self.config.vision)
+        if caps.reached:
+            self._http.set_concurrency(concurrency_for(caps, self.config.concurrency)[0])
+        return caps
 
     @property
     def has_vision(self) -> bool:
-        return getattr(self.config, "vision", None) is not False
+        caps = self.capabilities()
+        return vision_of(caps, self._http, self.model, self._headers()) is not False
+
+    @property
+    def concurrency(self) -> int:  # type: ignore[override]
+        return concurrency_for(self.capabilities(), self.config.concurrency)[0]
+
+    # -- Backend ------------------------------------------------------------
 
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": "openai", "base_url": self.base_url, "model": self.model}
@@ -101,16 +119,27 @@ class OpenAIBackend(Backend):
     def generate(self, request: GenerateRequest, on_text: TextCallback | None = None) -> Generation:
         path, payload = self._payload(request)
         kind = "choice" if request.choices is not None else "json" if request.json_schema else None
+        caps = self.capabilities() if request.all_images or kind else None
+        if request.all_images and caps is not None and caps.vision is False:
+            raise BackendError(
+                f"{self.base_url} ({caps.kind}) does not take images ({caps.vision_evidence})",
+                "serve a vision model (llama.cpp: --mmproj), or route this role elsewhere",
+            )
         try:
             if kind is None:
                 return self._post(path, payload, on_text)
-            generation = self._constrained(path, kind, payload, request)
+            assert caps is not None
+            generation = self._constrained(path, kind, payload, request, caps)
         except HTTPStatusError as err:
             if not request.all_images or not (err.rejected_request or err.status == 500):
                 raise
+            assert caps is not None
+            caps.vision = False
+            caps.vision_evidence = f"an image was refused with {err.status}"
+            log.warning("%s refused an image: no image is sent to it again", self.base_url)
             raise BackendError(
-                f"{err.what} (the served model may not accept images)",
-                "serve a vision model, or set vision = false for this backend",
+                f"{err.what} (the served model does not accept images)",
+                "serve a vision model, or pass --no-vision (vision = false) for this backend",
             ) from None
         if on_text is not None:
             on_text(generation.text)
@@ -151,7 +180,12 @@ class OpenAIBackend(Backend):
         except AttributeError:
             return report(False, f"{self.base_url}/models answered without a model list", [])
         if self.model in models:
-            return report(True, f"{self.base_url} serves {self.model}", models)
+            health = report(True, f"{self.base_url} serves {self.model}", models)
+            health.vision = self.has_vision
+            caps = self.capabilities()
+            concurrency, why = concurrency_for(caps, self.config.concurrency)
+            health.extra["found"] = [*caps.lines(), f"requests in flight: {concurrency} ({why})"]
+            return health
         listed = ", ".join(models[:8]) or "none"
         detail = (
             f"{self.base_url} is up but does not list model '{self.model}' (it lists: {listed}); "
@@ -180,6 +214,10 @@ class OpenAIBackend(Backend):
                 "set it to the bare key",
             )
         return {"Authorization": f"Bearer {key}"}
+
+    def _secret(self) -> str | None:
+        name = self.config.api_key_env
+        return (os.environ.get(name, "").strip() or None) if name else None
 
     def _request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
         return self._http.request_json(method, path, body, self._headers(), **kwargs)
@@ -214,9 +252,13 @@ class OpenAIBackend(Backend):
             started = time.perf_counter()
             try:
                 if on_text is None:
-                    answer = self._request("POST", path, payload)
-                    return _generation(self.base_url + path, answer, started)
-                return self._stream(path, payload, on_text, started)
+                    cap = answer_byte_cap(int(payload["max_tokens"]), streamed=False)
+                    answer = self._request("POST", path, payload, max_bytes=cap)
+                    generation = self._generation(self.base_url + path, answer, started)
+                else:
+                    generation = self._stream(path, payload, on_text, started)
+                generation.text = scrub(generation.text, [self._secret() or ""])
+                return generation
             except HTTPStatusError as err:
                 rejected = next(
                     (k for k in OPTIONAL_EXTRAS if k in payload and k in err.server_message), None
@@ -231,10 +273,11 @@ class OpenAIBackend(Backend):
         self, path: str, payload: dict, on_text: TextCallback, started: float
     ) -> Generation:
         pieces: list[str] = []
-        usage: dict = {}
+        usage: list[Any] = []
         finish: list[str] = []
+        shown = _KeyFilter(self._secret(), on_text)
 
-        def on_event(event: dict) -> None:
+        def on_event(event: Any) -> None:
             if not isinstance(event, dict):
                 return
             if event.get("error"):
@@ -243,42 +286,104 @@ class OpenAIBackend(Backend):
                     f"{one_line(json.dumps(event['error'], ensure_ascii=False))}",
                     "check the server's log",
                 )
-            usage.update(event.get("usage") or {})
-            for choice in event.get("choices") or []:
-                if choice.get("finish_reason"):
+            if event.get("usage") is not None:
+                usage.append(event["usage"])
+            choices = event.get("choices")
+            for choice in choices if isinstance(choices, list) else []:
+                if not isinstance(choice, dict):
+                    continue
+                if isinstance(choice.get("finish_reason"), str):
                     finish.append(choice["finish_reason"])
-                delta = choice.get("delta") or {}
-                piece = delta.get("content") if path == CHAT else choice.get("text")
+                delta = choice.get("delta")
+                # Only the answer: a reasoning model's "reasoning_content" stays out.
+                if path == CHAT:
+                    piece = delta.get("content") if isinstance(delta, dict) else None
+                else:
+                    piece = choice.get("text")
                 if isinstance(piece, str) and piece:
                     pieces.append(piece)
-                    on_text(piece)
+                    shown.feed(piece)
 
         body = payload | {"stream": True, "stream_options": {"include_usage": True}}
-        whole = self._http.stream_events(path, body, self._headers(), on_event)
+        cap = answer_byte_cap(int(payload["max_tokens"]), streamed=True)
+        whole = self._http.stream_events(path, body, self._headers(), on_event, max_bytes=cap)
         if whole is not None:  # the server ignored "stream" and answered at once
-            generation = _generation(self.base_url + path, whole, started)
-            on_text(generation.text)
+            generation = self._generation(self.base_url + path, whole, started)
+            on_text(scrub(generation.text, [self._secret() or ""]))
             return generation
+        shown.flush()
+        prompt, cached, completion = self._usage(self.base_url + path, usage[-1] if usage else {})
         return Generation(
             text="".join(pieces),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            evaluated_prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=prompt,
+            evaluated_prompt_tokens=max(0, prompt - cached),
+            completion_tokens=completion,
             seconds=time.perf_counter() - started,
             truncated=finish[-1:] == ["length"],
         )
 
+    def _generation(self, url: str, answer: Any, started: float) -> Generation:
+        try:
+            choice = answer["choices"][0]
+            if not isinstance(choice, dict):
+                raise TypeError
+            # Only the answer: a reasoning model's "reasoning_content" stays out.
+            text = choice["message"]["content"] if "message" in choice else choice["text"]
+        except (KeyError, IndexError, TypeError):
+            raise BackendError(
+                f"{url} answered without choices ({one_line(json.dumps(answer)[:200], 120)})",
+                "check that base_url points at an OpenAI-compatible API",
+            ) from None
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise BackendError(f"{url} answered a non-text message", "check the server")
+        prompt, cached, completion = self._usage(url, answer.get("usage"))
+        return Generation(
+            text=text,
+            prompt_tokens=prompt,
+            evaluated_prompt_tokens=max(0, prompt - cached),
+            completion_tokens=completion,
+            seconds=time.perf_counter() - started,
+            truncated=choice.get("finish_reason") == "length",
+        )
+
+    def _usage(self, url: str, usage: Any) -> tuple[int, int, int]:
+        """(prompt, cached prompt, completion) tokens; a malformed ``usage`` counts as unknown."""
+        if usage is None:
+            return 0, 0, 0
+        try:
+            details = usage.get("prompt_tokens_details") or {}
+            counts = (
+                _count(usage.get("prompt_tokens")),
+                _count(details.get("cached_tokens")),
+                _count(usage.get("completion_tokens")),
+            )
+        except (AttributeError, TypeError, ValueError):
+            if not self._warned_usage:
+                self._warned_usage = True
+                log.warning(
+                    "%s answered a malformed usage field (%s): token counts unknown",
+                    url,
+                    one_line(repr(usage), 60),
+                )
+            return 0, 0, 0
+        return counts
+
     # -- structured output --------------------------------------------------
 
     def _constrained(
-        self, path: str, kind: str, payload: dict, request: GenerateRequest
+        self, path: str, kind: str, payload: dict, request: GenerateRequest, caps: Capabilities
     ) -> Generation:
-        key = (path, kind)
-        known = self._dialect.get(key)
-        order = (known,) if known else DIALECTS[key]
+        known = caps.dialects.get(kind) if path == CHAT else None
+        order = (known,) if known else DIALECTS[(path, kind)]
+        extra = {}
+        if caps.thinking_switch and path == CHAT:
+            # A reasoning model would think before the constrained answer: not here.
+            extra = {"chat_template_kwargs": {"enable_thinking": False}}
         problems: list[str] = []
         for dialect in order:
-            fields = constraint_fields(dialect, request)
+            fields = constraint_fields(dialect, request) | extra
             try:
                 generation = self._post(path, payload | fields)
             except HTTPStatusError as err:
@@ -289,15 +394,17 @@ class OpenAIBackend(Backend):
                 continue
             answer, problem = check_answer(generation.text, request)
             if answer is not None:
-                if not known:
+                if not known and path == CHAT:
                     log.info("%s%s honours structured output as %s", self.base_url, path, dialect)
-                    self._dialect[key] = dialect
+                    caps.dialects[kind] = dialect
+                    caps.dialect_evidence = "the form honoured on the first constrained call"
                 generation.text = answer
                 return generation
             if generation.truncated and dialect != "guided" and _json_begun(generation.text):
                 # The form was honoured (the JSON had begun) but the token budget ran out:
                 # another form would not help.
-                self._dialect[key] = dialect
+                if path == CHAT:
+                    caps.dialects[kind] = dialect
                 raise BackendError(
                     f"{self.base_url}{path} stopped at max_tokens "
                     f"({fields.get('max_tokens', payload['max_tokens'])}) before the JSON "
@@ -344,27 +451,35 @@ def image_data_uri(path: str, sha256: str, max_side: int) -> str:
     return encode(Path(path), max_side)
 
 
-def _generation(url: str, answer: Any, started: float) -> Generation:
-    try:
-        choice = answer["choices"][0]
-        text = choice["message"]["content"] if "message" in choice else choice["text"]
-    except (KeyError, IndexError, TypeError):
-        raise BackendError(
-            f"{url} answered without choices ({one_line(json.dumps(answer)[:200], 120)})",
-            "check that base_url points at an OpenAI-compatible API",
-        ) from None
-    if text is None:
-        text = ""
-    if not isinstance(text, str):
-        raise BackendError(f"{url} answered a non-text message", "check the server")
-    usage = answer.get("usage") or {}
-    prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    return Generation(
-        text=text,
-        prompt_tokens=prompt_tokens,
-        evaluated_prompt_tokens=max(0, prompt_tokens - cached),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        seconds=time.perf_counter() - started,
-        truncated=choice.get("finish_reason") == "length",
-    )
+def _count(value: Any) -> int:
+    """A token count from ``usage``: a non-negative integer, or an error."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(value)
+    return int(value)
+
+
+class _KeyFilter:
+    """Streams text on, with the API key replaced by ``***`` even when split across pieces."""
+
+    def __init__(self, secret: str | None, on_text: TextCallback) -> None:
+        self.secret = secret or ""
+        self.on_text = on_text
+        self.pending = ""
+
+    def feed(self, piece: str) -> None:
+        if not self.secret:
+            self.on_text(piece)
+            return
+        self.pending = (self.pending + piece).replace(self.secret, "***")
+        keep = len(self.secret) - 1  # the longest tail that could begin the key
+        if len(self.pending) > keep:
+            cut = len(self.pending) - keep
+            ready, self.pending = self.pending[:cut], self.pending[cut:]
+            self.on_text(ready)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.on_text(self.pending)
+            self.pending = ""

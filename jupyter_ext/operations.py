@@ -14,12 +14,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from xcomposer import Article, Engine, ImageError, InputError, ProgressCallback, open_image
 
-from .cells import article_cells
+from .cells import article_cells, article_markdown, illustrated_in_place
+from .errors import TooLarge
 from .paths import Paths
 
 EDIT_OPS = (
@@ -32,52 +33,58 @@ EDIT_OPS = (
     "remove_image",
 )
 LibraryField = str | list[str] | None
+# The engine's own bounds (engine.py `_options`), checked here before a job is queued.
+# TODO(issue 15): use the engine's public option models once they exist.
+NImages = Annotated[int, Field(ge=0, le=12)] | Literal["auto"]
+Candidates = Annotated[int, Field(ge=1, le=16)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)] | None
+CHARS_PER_TOKEN = 3  # a cautious estimate: English is ~4 characters a token, other scripts fewer
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
 class ComposeRequest(_Request):
-    instruction: str
+    instruction: str = Field(min_length=1)
     library: LibraryField = None
-    n_images: int | Literal["auto"] = "auto"
-    candidates: int = Field(4, ge=1, le=32)
-    language: str | None = None
-    sections: int = 4
-    words: int = 80
-    seed: int | None = None
-    title: str | None = None
+    n_images: NImages = "auto"
+    candidates: Candidates = 4
+    language: str | None = Field(None, max_length=16)
+    sections: int = Field(4, ge=1, le=12)
+    words: int = Field(80, ge=10, le=1000)
+    seed: Seed = None
+    title: str | None = Field(None, max_length=300)
     cells: bool = False
 
 
 class IllustrateRequest(_Request):
-    text: str
+    text: str = Field(min_length=1)
     library: LibraryField = None
-    n_images: int | Literal["auto"] = "auto"
-    candidates: int = Field(4, ge=1, le=32)
-    seed: int | None = None
+    n_images: NImages = "auto"
+    candidates: Candidates = 4
+    seed: Seed = None
     cells: bool = False
 
 
 class DescribeRequest(_Request):
     path: str | None = None
-    question: str | None = None
+    question: str | None = Field(None, max_length=2000)
     style: Literal["caption", "alt", "explain"] = "caption"
-    language: str | None = None
+    language: str | None = Field(None, max_length=16)
 
 
 class EditRequest(_Request):
     op: Literal[EDIT_OPS]  # type: ignore[valid-type]
     article: dict[str, Any]
-    index: int | None = None
-    how: str = ""
-    after: int | None = None
-    topic: str = ""
-    figure: int | None = None
+    index: int | None = Field(None, ge=0)
+    how: str = Field("", max_length=2000)
+    after: int | None = Field(None, ge=0)
+    topic: str = Field("", max_length=2000)
+    figure: int | None = Field(None, ge=0)
     library: LibraryField = None
-    candidates: int = Field(4, ge=1, le=32)
-    seed: int | None = None
+    candidates: Candidates = 4
+    seed: Seed = None
     cells: bool = False
 
 
@@ -99,6 +106,29 @@ class Prepared:
     work: Work
 
 
+@dataclass
+class Limits:
+    """What the server knows before queueing: the model's context, a configured library."""
+
+    context_tokens: int = 4096
+    default_library: bool = False
+
+    @property
+    def max_text_chars(self) -> int:
+        """The longest instruction or text: half the model's context, the rest for the answer."""
+        return self.context_tokens * CHARS_PER_TOKEN // 2
+
+    def check_text(self, text: str, what: str) -> None:
+        if not text.strip():
+            raise InputError(f"the {what} is empty", f"give the {what}")
+        if len(text) > self.max_text_chars:
+            raise TooLarge(
+                f"the {what} is {len(text):,} characters, more than this model's context takes "
+                f"(about {self.max_text_chars:,})",
+                f"send a shorter {what}, or split it over several cells",
+            )
+
+
 def parse_request(op: str, data: Any) -> _Request:
     """The request model for ``op``, or an InputError naming the first bad field."""
     if not isinstance(data, dict):
@@ -107,7 +137,8 @@ def parse_request(op: str, data: Any) -> _Request:
         return REQUESTS[op].model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
+        # the field, not pydantic's union branch names ("n_images.int", "n_images.literal[...]")
+        where = str(first["loc"][0]) if first["loc"] else "body"
         if first["type"] == "extra_forbidden":
             raise InputError(
                 f"unknown field '{where}' in the {op} request", "see docs/jupyter.md for the fields"
@@ -122,15 +153,29 @@ def parse_request(op: str, data: Any) -> _Request:
         ) from None
 
 
-async def _library(library: LibraryField, paths: Paths) -> list[Path] | None:
+NO_LIBRARY = (
+    "no image library: the request names none and the server has none configured",
+    "give 'library' (a folder relative to the Jupyter root) or set c.XComposerApp.library",
+)
+
+
+async def _library(library: LibraryField, paths: Paths, limits: Limits) -> list[Path] | None:
     if library is None or library == "" or library == []:
+        if not limits.default_library:
+            raise InputError(*NO_LIBRARY)
         return None
     folders = [library] if isinstance(library, str) else library
     return [await paths.folder(f) for f in folders]
 
 
-def article_result(article: Article, paths: Paths, cells: bool) -> dict[str, Any]:
-    """An article as returned to clients: paths relative to the root, Markdown, cells."""
+def article_result(
+    article: Article, paths: Paths, cells: bool, text: str | None = None
+) -> dict[str, Any]:
+    """An article as returned to clients: paths relative to the root, Markdown, cells.
+
+    ``text`` (illustrate): the person's text, also returned as one ``cell`` with the
+    figures inserted in place.
+    """
     data = article.to_dict()
     for fig in data["figures"]:
         fig["image"] = paths.display(fig["image"])
@@ -138,7 +183,7 @@ def article_result(article: Article, paths: Paths, cells: bool) -> dict[str, Any
             cand["image"] = paths.display(cand["image"])
     result: dict[str, Any] = {
         "article": data,
-        "markdown": article.to_markdown(image_url=lambda f: paths.display(f.image)),
+        "markdown": article_markdown(article, lambda f: paths.display(f.image)),
         "placements": [
             {k: fig[k] for k in ("after", "image", "caption", "alt", "score")}
             for fig in data["figures"]
@@ -146,6 +191,8 @@ def article_result(article: Article, paths: Paths, cells: bool) -> dict[str, Any
     }
     if cells:
         result["cells"] = article_cells(article)
+        if text is not None:
+            result["cell"] = illustrated_in_place(text, article)
     return result
 
 
@@ -153,9 +200,9 @@ def article_from_client(data: dict[str, Any], paths: Paths) -> Article:
     """An article sent back by a client, its figure paths confined like any other path."""
     try:
         article = Article.from_dict(data)
-    except (TypeError, ValueError, KeyError, AttributeError) as err:
+    except (TypeError, ValueError, KeyError, AttributeError):
         raise InputError(
-            f"the article is not valid article JSON ({err})",
+            "the article is not valid article JSON",
             "send the 'article' of an earlier result unchanged",
         ) from None
     for fig in article.figures:
@@ -171,13 +218,15 @@ def _need(value: int | None, name: str, op: str) -> int:
     return value
 
 
-async def prepare(op: str, data: Any, paths: Paths) -> Prepared:
+async def prepare(op: str, data: Any, paths: Paths, limits: Limits | None = None) -> Prepared:
     """Validate ``data`` for ``op`` and resolve its paths; the returned work runs the engine."""
+    limits = limits or Limits()
     if op not in REQUESTS:
         raise InputError(f"unknown operation '{op}'", f"use one of: {', '.join(REQUESTS)}")
     req = parse_request(op, data)
     if isinstance(req, ComposeRequest):
-        library = await _library(req.library, paths)
+        limits.check_text(req.instruction, "instruction")
+        library = await _library(req.library, paths, limits)
 
         def compose(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
             article = engine.compose(
@@ -196,7 +245,8 @@ async def prepare(op: str, data: Any, paths: Paths) -> Prepared:
 
         return Prepared(op, compose)
     if isinstance(req, IllustrateRequest):
-        library = await _library(req.library, paths)
+        limits.check_text(req.text, "text to illustrate")
+        library = await _library(req.library, paths, limits)
 
         def illustrate(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
             article = engine.illustrate(
@@ -207,7 +257,7 @@ async def prepare(op: str, data: Any, paths: Paths) -> Prepared:
                 seed=req.seed,
                 progress=progress,
             )
-            return article_result(article, paths, req.cells)
+            return article_result(article, paths, req.cells, text=req.text)
 
         return Prepared(op, illustrate)
     if isinstance(req, DescribeRequest):
@@ -217,9 +267,19 @@ async def prepare(op: str, data: Any, paths: Paths) -> Prepared:
                 "give a path relative to the Jupyter root, or POST the image bytes",
             )
         image = await paths.file(req.path)
+        check_image(image, req.path)
         return describe_work(req, image, paths.display(image))
     assert isinstance(req, EditRequest)
-    return await _prepare_edit(req, paths)
+    return await _prepare_edit(req, paths, limits)
+
+
+def check_image(image: Path, shown: str) -> None:
+    """An ImageError naming ``shown`` (never the absolute path) when ``image`` is no image."""
+    try:
+        with open_image(image):
+            pass
+    except ImageError as err:
+        raise ImageError(str(err).replace(str(image), f"'{shown}'")) from None
 
 
 def describe_work(req: DescribeRequest, image: Path, shown: str) -> Prepared:
@@ -232,9 +292,10 @@ def describe_work(req: DescribeRequest, image: Path, shown: str) -> Prepared:
     return Prepared("describe", describe)
 
 
-async def _prepare_edit(req: EditRequest, paths: Paths) -> Prepared:
+async def _prepare_edit(req: EditRequest, paths: Paths, limits: Limits) -> Prepared:
     article = article_from_client(req.article, paths)
-    library = await _library(req.library, paths)
+    needs_library = req.op in ("insert_image", "replace_image")
+    library = await _library(req.library, paths, limits) if needs_library else None
     op = req.op
 
     def edit(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
@@ -272,8 +333,6 @@ async def _prepare_edit(req: EditRequest, paths: Paths) -> Prepared:
 
 def save_upload(data: bytes, folder: Path, max_bytes: int, name: str = "upload") -> Path:
     """Store uploaded image bytes by content hash after checking them with ``open_image``."""
-    from .errors import TooLarge
-
     if len(data) > max_bytes:
         raise TooLarge(
             f"the uploaded image is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit",

@@ -14,7 +14,7 @@ LLAMA_WHEEL_STAMP := $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION).built
 PIP := $(BIN)/python -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt --find-links $(WHEELS)
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench clean labextension
 
 venv: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The JupyterLab extension: TypeScript in jupyter_ext/lab/, built by @jupyterlab/builder into
+# jupyter_ext/labextension/ (committed: installing and CI need no Node.js). Needs Node 20.
+labextension: $(VENV)/.installed
+	cd jupyter_ext/lab && PATH=$(CURDIR)/$(BIN):$$PATH jlpm install && PATH=$(CURDIR)/$(BIN):$$PATH jlpm clean && PATH=$(CURDIR)/$(BIN):$$PATH jlpm build
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/engine.py

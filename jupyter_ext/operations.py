@@ -31,6 +31,7 @@ EDIT_OPS = (
     "insert_image",
     "replace_image",
     "remove_image",
+    "choose_image",
 )
 LibraryField = str | list[str] | None
 # The engine's own bounds (engine.py `_options`), checked here before a job is queued.
@@ -82,6 +83,8 @@ class EditRequest(_Request):
     after: int | None = Field(None, ge=0)
     topic: str = Field("", max_length=2000)
     figure: int | None = Field(None, ge=0)
+    image: str | None = None  # choose_image: one of the figure's candidates
+    text: str | None = None  # the person's text of an illustrated cell: the result's `cell`
     library: LibraryField = None
     candidates: Candidates = 4
     seed: Seed = None
@@ -296,6 +299,14 @@ async def _prepare_edit(req: EditRequest, paths: Paths, limits: Limits) -> Prepa
     article = article_from_client(req.article, paths)
     needs_library = req.op in ("insert_image", "replace_image")
     library = await _library(req.library, paths, limits) if needs_library else None
+    if req.text is not None:
+        limits.check_text(req.text, "text to illustrate")
+    chosen = None
+    if req.op == "choose_image":
+        if req.image is None:
+            raise InputError("the choose_image edit needs 'image'", "give one of the candidates")
+        chosen = paths.figure_in(req.image)
+        check_choice(article, _need(req.figure, "figure", req.op), chosen, req.image)
     op = req.op
 
     def edit(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
@@ -324,11 +335,34 @@ async def _prepare_edit(req: EditRequest, paths: Paths, limits: Limits) -> Prepa
                 candidates=req.candidates,
                 progress=progress,
             )
+        elif op == "choose_image":
+            new = choose_image(article, _need(req.figure, "figure", op), chosen)
         else:
             new = engine.remove_image(article, _need(req.figure, "figure", op))
-        return article_result(new, paths, req.cells)
+        return article_result(new, paths, req.cells, text=req.text)
 
     return Prepared(f"edit:{op}", edit)
+
+
+def check_choice(article: Article, figure: int, chosen: Path, shown: str) -> None:
+    if figure >= len(article.figures):
+        raise InputError(f"there is no figure {figure}", f"give 0 to {len(article.figures) - 1}")
+    if all(Path(c.image) != chosen for c in article.figures[figure].candidates):
+        raise InputError(
+            f"image '{shown}' is not a candidate of figure {figure}",
+            "choose one of the figure's candidates",
+        )
+
+
+def choose_image(article: Article, figure: int, chosen: Path | None) -> Article:
+    """The figure shows the candidate the person chose (no model call: the caption stays)."""
+    new = Article.from_dict(article.to_dict())
+    fig = new.figures[figure]
+    cand = next(c for c in fig.candidates if Path(c.image) == chosen)
+    fig.image, fig.sha256, fig.score = cand.image, cand.sha256, cand.score
+    fig.alt = fig.caption  # the old alt text described the old image
+    fig.provenance.update(image="person", alt="caption")
+    return new
 
 
 def save_upload(data: bytes, folder: Path, max_bytes: int, name: str = "upload") -> Path:

@@ -249,3 +249,22 @@ def test_a_relative_model_is_found_in_the_root_and_status_says_if_it_can_load(
     finally:
         for made in (jupyter_root / "models").iterdir():
             made.unlink()
+
+
+def test_a_figure_can_be_replaced_by_a_candidate_chosen_by_hand(api: Api) -> None:
+    body = {**BODY, "n_images": 1, "candidates": 3, "cells": True, "seed": 31}
+    job = api.follow(api.start("compose", body))
+    assert job["state"] == "done", job["error"]
+    article = job["result"]["article"]
+    figure = article["figures"][0]
+    other = next(c for c in figure["candidates"] if c["image"] != figure["image"])
+    edit = {"op": "choose_image", "article": article, "figure": 0, "image": other["image"]}
+    job = api.follow(api.start("edit", {**edit, "cells": True}))
+    assert job["state"] == "done", job["error"]
+    chosen = job["result"]["article"]["figures"][0]
+    assert chosen["image"] == other["image"] and chosen["score"] == other["score"]
+    assert chosen["caption"] == figure["caption"]
+    assert job["result"]["placements"][0]["image"] == other["image"]
+    # Only the figures' candidates may be chosen, and nothing outside the root.
+    assert_refused(api, "edit", {**edit, "image": "notes/cat.png"}, 400, "not a candidate")
+    assert_refused(api, "edit", {**edit, "image": "../x.png"}, 400, "'..'")

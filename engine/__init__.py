@@ -40,6 +40,21 @@ _EXPORTS = {
     ),
     "images": ("IMAGE_SUFFIXES", "file_sha256", "open_image"),
     "progress": ("Progress", "ProgressCallback"),
+    "safe_text": (
+        "MAX_BLOCK_CHARS",
+        "MAX_LINE_CHARS",
+        "bounded",
+        "figure_html",
+        "html_attribute",
+        "html_text",
+        "json_safe",
+        "markdown_line",
+        "markdown_text",
+        "model_text",
+        "sanitise_html",
+        "terminal_safe",
+        "url_path",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -68,6 +83,21 @@ if TYPE_CHECKING:
     )
     from .images import IMAGE_SUFFIXES, file_sha256, open_image
     from .progress import Progress, ProgressCallback
+    from .safe_text import (
+        MAX_BLOCK_CHARS,
+        MAX_LINE_CHARS,
+        bounded,
+        figure_html,
+        html_attribute,
+        html_text,
+        json_safe,
+        markdown_line,
+        markdown_text,
+        model_text,
+        sanitise_html,
+        terminal_safe,
+        url_path,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -86,6 +116,8 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_BLOCK_CHARS",
+    "MAX_LINE_CHARS",
     "PIPELINE_VERSION",
     "DESCRIBE_STYLES",
     "IMAGE_SUFFIXES",
@@ -115,4 +147,15 @@ __all__ = [
     "load_config",
     "open_image",
     "write_atomic",
+    "bounded",
+    "figure_html",
+    "html_attribute",
+    "html_text",
+    "json_safe",
+    "markdown_line",
+    "markdown_text",
+    "model_text",
+    "sanitise_html",
+    "terminal_safe",
+    "url_path",
 ]

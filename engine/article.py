@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .safe_text import (
+    figure_html,
+    json_safe,
+    markdown_line,
+    markdown_text,
+    terminal_safe,
+    url_path,
+)
 
 FORMAT_VERSION = 1
 
@@ -64,7 +72,7 @@ class Article:
         return {"format": FORMAT_VERSION, **asdict(self)}
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
+        return json_safe(json.dumps(self.to_dict(), ensure_ascii=False, indent=indent))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Article:
@@ -95,51 +103,49 @@ class Article:
         return "\n\n".join(p.text for p in self.paragraphs[: index + 1])
 
     # -- Markdown ---------------------------------------------------------
+    @property
+    def model_written(self) -> bool:
+        """Whether the paragraphs are the model's (composed) rather than a person's (illustrated)."""
+        return bool(self.instruction)
+
     def to_markdown(
         self,
         image_url: Callable[[Figure], str] | None = None,
         title_level: int = 1,
         figure_html: bool = False,
     ) -> str:
-        """Render to Markdown.
+        """Render to Markdown through the safe renderer (``xcomposer.safe_text``).
 
-        ``image_url`` maps a figure to the URL written in the page (default: its
-        path as stored).  With ``figure_html`` figures become ``<figure>``
-        elements with escaped caption and alt text; otherwise a Markdown image
-        followed by an italic caption line.
+        Model text (title, headings, the paragraphs of a composed article, captions,
+        alt text) renders as literal text: no HTML, links, images or block structure
+        can come out of it.  A person's text (an illustrated article's paragraphs,
+        ``verbatim`` blocks) stays as written, made terminal-safe.  ``image_url`` maps a
+        figure to the file path written in the page (default: its path as stored); it
+        is URL-encoded here.  With ``figure_html`` figures become sanitised ``<figure>``
+        elements; otherwise a Markdown image followed by an italic caption line.
         """
         url_of = image_url or (lambda f: Path(f.image).as_posix())
         out: list[str] = []
         if self.title and title_level:
-            out.append(f"{'#' * title_level} {self.title}")
+            out.append(f"{'#' * title_level} {markdown_line(self.title)}")
+        section = "#" * min(title_level + 1, 6)
         for i, para in enumerate(self.paragraphs):
             if para.kind == "heading":
-                out.append(f"{'#' * (title_level + 1)} {para.text}")
+                out.append(f"{section} {markdown_line(para.text)}")
+            elif para.kind == "text" and self.model_written:
+                out.append(markdown_text(para.text))
             else:
-                out.append(para.text)
+                out.append(terminal_safe(para.text))
             for fig in self.figures_after(i):
                 out.append(render_figure(fig, url_of(fig), figure_html))
         return "\n\n".join(out) + "\n"
 
 
 def render_figure(fig: Figure, url: str, as_html: bool) -> str:
-    """One figure as Markdown (or as an HTML ``<figure>``); text is escaped either way."""
+    """One figure as Markdown (or as a sanitised HTML ``<figure>``); model text escaped either way."""
+    target = url_path(url)
     if as_html:
-        return (
-            f'<figure class="xcomposer-figure">\n'
-            f'<img src="{html.escape(url, quote=True)}" alt="{html.escape(fig.alt, quote=True)}" '
-            f'loading="lazy">\n'
-            f"<figcaption>{html.escape(fig.caption)}</figcaption>\n</figure>"
-        )
-    alt = _md_escape(fig.alt).replace("[", "\\[").replace("]", "\\]")
-    target = url.replace(" ", "%20").replace(")", "%29").replace("(", "%28")
-    return f"![{alt}]({target})\n*{_md_escape(fig.caption)}*"
-
-
-def _md_escape(text: str) -> str:
-    """Escape Markdown and HTML in one line of model text."""
-    text = " ".join(text.split())
-    text = html.escape(text, quote=False)
-    for ch in "\\`*_{}#|":
-        text = text.replace(ch, "\\" + ch)
-    return text
+        return figure_html(target, fig.alt, fig.caption)
+    image = f"![{markdown_line(fig.alt)}]({target})"
+    caption = markdown_line(fig.caption)
+    return f"{image}\n*{caption}*" if caption else image

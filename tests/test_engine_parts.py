@@ -144,7 +144,7 @@ def test_article_json_round_trip_and_markdown_escaping() -> None:
     assert "![Tower \\[red\\]](/imgs/a%20b.png)" in md
     assert "&lt;b&gt;tower&lt;/b&gt; \\*at\\* dusk" in md
     html = article.to_markdown(figure_html=True)
-    assert '<img src="/imgs/a b.png" alt="Tower [red]" loading="lazy">' in html
+    assert '<img src="/imgs/a%20b.png" alt="Tower [red]" loading="lazy">' in html
     assert json.loads(article.to_json())["format"] == 1
 
 

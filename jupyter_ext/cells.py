@@ -20,22 +20,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xcomposer import Article, Figure, open_image
+from xcomposer import Article, Figure, markdown_line, markdown_text, open_image, url_path
 
 MAX_SIDE = 1024
 KEEP_BYTES = 600_000  # images this small (and no larger than MAX_SIDE) keep their own bytes
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|])")
 
 
 def escape_markdown_text(text: str) -> str:
-    """One line of model text, safe in Markdown and HTML (captions, alt text)."""
-    text = html.escape(" ".join(text.split()), quote=False)
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    """One line of model text, safe in Markdown and HTML (captions, alt text, headings)."""
+    return markdown_line(text)
 
 
 def escape_html_only(text: str) -> str:
-    """Model prose: HTML escaped, Markdown emphasis left alone."""
-    return html.escape(text, quote=False)
+    """Model prose: the engine's one safe renderer (literal Markdown, no HTML)."""
+    return markdown_text(text)
 
 
 def image_attachment(path: str | Path, max_side: int = MAX_SIDE) -> tuple[str, str, bytes]:
@@ -128,7 +126,9 @@ def article_cells(article: Article, max_side: int = MAX_SIDE) -> list[dict]:
 def article_markdown(article: Article, image_url: Callable[[Figure], str]) -> str:
     """The article as one Markdown text, escaped exactly as its cells are."""
     parts = [
-        item if isinstance(item, str) else figure_markdown(item.alt, item.caption, image_url(item))
+        item
+        if isinstance(item, str)
+        else figure_markdown(item.alt, item.caption, url_path(image_url(item)))
         for section in _article_sections(article)
         for item in section
     ]

@@ -37,6 +37,8 @@ export class XComposerPanel extends Widget {
   });
   readonly library = element('input', { className: 'jp-xcomposer-library', placeholder: 'image folder (relative to the root)' });
   readonly images = element('select', { className: 'jp-xcomposer-images' });
+  readonly sections = element('input', { className: 'jp-xcomposer-sections', type: 'number', min: '1', max: '12', value: '4' });
+  readonly words = element('input', { className: 'jp-xcomposer-words', type: 'number', min: '10', max: '1000', value: '80' });
   readonly progress = element('progress', { className: 'jp-xcomposer-progress', max: 1, value: 0 });
   readonly status = element('div', { className: 'jp-xcomposer-status' });
   readonly figures = element('div', { className: 'jp-xcomposer-figures' });
@@ -69,6 +71,8 @@ export class XComposerPanel extends Widget {
       this.instruction,
       element('label', {}, 'Library ', this.library),
       element('label', {}, 'Images ', this.images),
+      element('label', {}, 'Sections ', this.sections),
+      element('label', {}, 'Words per section ', this.words),
       element('div', { className: 'jp-xcomposer-actions' }, ...this.buttons, cancel),
       this.progress,
       this.status,
@@ -113,7 +117,12 @@ export class XComposerPanel extends Widget {
     await this.guard(async () => {
       const panel = this.notebook();
       const active = panel.content.activeCell;
-      const body = { instruction: this.instruction.value, ...this.options() };
+      const body = {
+        instruction: this.instruction.value,
+        sections: Number(this.sections.value),
+        words: Number(this.words.value),
+        ...this.options()
+      };
       const target: ITarget = { panel, op: 'compose', body, ids: active ? [active.model.id] : [] };
       await this.run(target, body);
     });
@@ -193,6 +202,7 @@ export class XComposerPanel extends Widget {
       this.say('a job is already running: wait for it or cancel it', true);
       return;
     }
+    this.say('starting'); // at once, so nobody reads the last job's status as this one's
     try {
       await work();
     } catch (err) {

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import EngineConfig, load_config
 from .errors import InputError, XComposerError
+from .options import ComposeOptions, DescribeOptions
 from .progress import Progress
 
 EXIT_USER_ERROR = 2
@@ -48,17 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--images", nargs="+", metavar="DIR", help="image folder(s); default: library.roots"
     )
-    p.add_argument("-n", "--n-images", default="auto", help="number of images, or auto (default)")
+    p.add_argument("-n", "--n-images", help="number of images (0 to 20), or auto (default)")
     p.add_argument(
         "-o", "--output", metavar="FILE", help="write Markdown (or JSON) here instead of stdout"
     )
     p.add_argument("--json", action="store_true", help="the Article as JSON instead of Markdown")
     p.add_argument("--language", help="output language (en, zh, ...); default: the instruction's")
-    p.add_argument(
-        "--candidates", type=int, default=4, help="images retrieved per spot (default 4)"
-    )
-    p.add_argument("--sections", type=int, default=4, help="sections in the outline (default 4)")
-    p.add_argument("--words", type=int, default=80, help="words per section (default 80)")
+    # Defaults and bounds live in ComposeOptions: None here means "the option's default".
+    p.add_argument("--candidates", type=int, help="images retrieved per spot (1 to 10, default 4)")
+    p.add_argument("--sections", type=int, help="sections in the outline (1 to 12, default 4)")
+    p.add_argument("--words", type=int, help="words per section (10 to 1000, default 80)")
     p.add_argument("--seed", type=int, help="sampling seed (default: the config's)")
 
     p = sub.add_parser(
@@ -154,16 +154,10 @@ def _cmd_compose(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
             raise InputError(
                 f"image folder {folder} does not exist", "check the path given to --images"
             )
+    # the flags are named like the options; one left unset (None) keeps the option's default
+    options = ComposeOptions.parse({k: getattr(args, k, None) for k in ComposeOptions.model_fields})
     article = engine.compose(
-        args.instruction,
-        args.images,
-        n_images=args.n_images,
-        candidates=args.candidates,
-        language=args.language,
-        sections=args.sections,
-        words=args.words,
-        seed=args.seed,
-        progress=_ProgressPrinter(args.quiet),
+        args.instruction, args.images, options, progress=_ProgressPrinter(args.quiet)
     )
     if args.json:
         _write_output(args.output, article.to_json() + "\n")
@@ -177,9 +171,8 @@ def _cmd_compose(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
 
 
 def _cmd_describe(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
-    text = engine.describe(
-        args.image, args.question, style=args.style, progress=_ProgressPrinter(args.quiet)
-    )
+    options = DescribeOptions.parse(question=args.question, style=args.style)
+    text = engine.describe(args.image, options=options, progress=_ProgressPrinter(args.quiet))
     print(text)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -19,6 +19,7 @@ from .article import Article, Candidate, Figure, Paragraph
 from .backends.base import GenerateRequest, Generation, ImageRef
 from .config import GenerationConfig
 from .errors import BackendError
+from .options import ComposeOptions
 from .progress import Progress, ProgressCallback, ignore_progress
 from .recipes import Recipe
 from .text_cleaning import first_sentence, last_words, one_line, prose
@@ -45,26 +46,6 @@ class ModelCaller(Protocol):
     def ask(self, role: str, request: GenerateRequest) -> Generation: ...
 
     def has_vision(self, role: str) -> bool: ...
-
-
-@dataclass(frozen=True)
-class ComposeOptions:
-    """How one article is composed."""
-
-    n_images: int | Literal["auto"] = "auto"
-    """A fixed number of images, or ``auto`` (the model decides, 1 to 4)."""
-    candidates: int = 4
-    """Images retrieved per spot for the selection step."""
-    language: str | None = None
-    """Output language (``en``, ``zh`` ...); default: the instruction's."""
-    sections: int = 4
-    """Sections in the outline."""
-    words: int = 80
-    """Words per section."""
-    seed: int | None = None
-    """Overrides the configured sampling seed."""
-    title: str | None = None
-    """Use this title instead of asking the model for one."""
 
 
 class Composer:

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from . import edit
-from .article import Article, Candidate, Figure
+from .article import Article
 from .backends import Backend, GenerateRequest, Generation, Health, create_backend
 from .cache import ResultCache
-from .compose import ComposeOptions, Composer, split_paragraphs
+from .compose import Composer, split_paragraphs
 from .config import BackendConfig, EngineConfig, GenerationConfig
-from .describe import DescribeStyle, describe_image
+from .describe import describe_image
+from .editing import EditOperations
 from .errors import CacheMissError, InputError, XComposerError
+from .identity import ROLES, engine_identity, recipe_for
+from .jobs import run_all
+from .options import ComposeOptions, DescribeOptions, IllustrateOptions
 from .progress import Progress, ProgressCallback, ignore_progress
-from .recipes import Recipe, detect_language, load_recipe
+from .recipes import Recipe, detect_language
 
 if TYPE_CHECKING:
     from .library import Library, Match
 
 log = logging.getLogger("xcomposer")
-ROLES = ("write", "place", "caption", "select", "describe")
+OptionsGiven = Mapping[str, Any] | None
 
 
 @dataclass
@@ -56,7 +57,7 @@ class CallStats:
         return f"{self.model_calls} model call(s), {self.cache_hits} answer(s) from the cache"
 
 
-class Engine:
+class Engine(EditOperations):
     """Composes illustrated articles and describes images with the configured models.
 
     Models load on first use; answers are cached by content, so the same inputs
@@ -96,15 +97,7 @@ class Engine:
         return self._backend_named(name, cfg)
 
     def recipe(self, role: str) -> Recipe:
-        _, cfg = self.config.backend_for(role)
-        name = cfg.recipe
-        if name == "auto":
-            # the model's own name (file, folder or repo), never the folders above it
-            model = Path(cfg.model or "").name.lower()
-            # a server applies the model's own template: it only ever takes chat messages
-            served = cfg.backend == "openai"
-            name = "xcomposer2" if "xcomposer" in model and not served else "chat"
-        return load_recipe(name)
+        return recipe_for(self.config.backend_for(role)[1])
 
     def has_vision(self, role: str) -> bool:
         return self.backend(role).has_vision
@@ -118,6 +111,19 @@ class Engine:
     def fingerprint(self, role: str = "write") -> dict[str, Any]:
         """What identifies ``role``'s answers: backend, model file identity and recipe version."""
         return {"backend": self._fingerprint(role), "recipe": self.recipe(role).key}
+
+    def identity(self) -> dict[str, Any]:
+        """Every setting that decides this engine's output (no model needed): see
+        :func:`xcomposer.engine_identity`.  Key caches of whole results on it."""
+        return engine_identity(self.config)
+
+    def model_fingerprints(self) -> dict[str, Any]:
+        """Per role, the identity of the model files themselves (needs the files, not a load)."""
+        return {role: self._fingerprint(role) for role in ROLES}
+
+    def concurrency(self, role: str = "write") -> int:
+        """How many calls ``role``'s backend takes at once (1 for a local model)."""
+        return max(1, self.backend(role).concurrency)
 
     def ask(self, role: str, request: GenerateRequest) -> Generation:
         """One model call through the cache (frozen mode: the cache or an error)."""
@@ -240,26 +246,25 @@ class Engine:
         self,
         instruction: str,
         library: Any = None,
+        options: ComposeOptions | OptionsGiven = None,
         *,
-        n_images: int | Literal["auto"] = "auto",
-        candidates: int = 4,
-        language: str | None = None,
-        sections: int = 4,
-        words: int = 80,
-        seed: int | None = None,
-        title: str | None = None,
         progress: ProgressCallback = ignore_progress,
+        **values: Any,
     ) -> Article:
-        """Write an illustrated article for ``instruction`` with images from ``library``."""
+        """Write an illustrated article for ``instruction`` with images from ``library``.
+
+        ``options`` and ``values`` (``n_images=2, candidates=4 ...``) are
+        :class:`~xcomposer.ComposeOptions`; a bad one raises :class:`~xcomposer.OptionError`.
+        """
         instruction = (instruction or "").strip()
         if not instruction:
             raise InputError(
                 "the instruction is empty",
                 'say what to write, e.g. "Write a short article about lighthouses"',
             )
-        options = _options(n_images, candidates, language, sections, words, seed, title)
+        opts = ComposeOptions.parse(options, **values)
         lib = self.open_library(library, progress)
-        composer = self._composer(options, instruction, progress)
+        composer = self._composer(opts, instruction, progress)
         article = composer.write_article(instruction)
         composer.illustrate(article, lib, self._alt_writer())
         article.provenance["recipe"] = self.recipe("write").key
@@ -267,34 +272,47 @@ class Engine:
         return article
 
     def compose_many(
-        self, instructions: Iterable[str], library: Any = None, **options: Any
+        self,
+        instructions: Iterable[str],
+        library: Any = None,
+        options: ComposeOptions | OptionsGiven = None,
+        *,
+        progress: ProgressCallback = ignore_progress,
+        **values: Any,
     ) -> list[Article]:
-        """Several articles; with a remote backend they run concurrently up to its bound."""
+        """Several articles, as jobs: concurrently up to the write backend's concurrency.
+
+        The first failure cancels the others (between model calls) and is raised.
+        """
         items = list(instructions)
+        opts = ComposeOptions.parse(options, **values)
         lib = self.open_library(library)
-        workers = max(1, min(self.backend("write").concurrency, len(items)))
-        if workers == 1:
-            return [self.compose(i, lib, **options) for i in items]
-        with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(lambda i: self.compose(i, lib, **options), items))
+        works = [
+            lambda report, text=text: self.compose(text, lib, opts, progress=report)
+            for text in items
+        ]
+        return run_all(works, self.concurrency("write"), name="compose", progress=progress)
 
     def illustrate(
         self,
         text: str,
         library: Any = None,
+        options: IllustrateOptions | OptionsGiven = None,
         *,
-        n_images: int | Literal["auto"] = "auto",
-        candidates: int = 4,
-        seed: int | None = None,
         progress: ProgressCallback = ignore_progress,
+        **values: Any,
     ) -> Article:
-        """Images for text a person wrote: the text stays word for word, only figures are added."""
+        """Images for text a person wrote: the text stays word for word, only figures are added.
+
+        ``options`` and ``values`` are :class:`~xcomposer.IllustrateOptions`.
+        """
         if not (text or "").strip():
             raise InputError("the text to illustrate is empty", "give the paragraphs to illustrate")
-        options = _options(n_images, candidates, None, 4, 80, seed, "")
+        given = IllustrateOptions.parse(options, **values)
+        opts = ComposeOptions.model_construct(**given.model_dump(), title="")
         lib = self.open_library(library, progress)
         article = Article(title="", paragraphs=split_paragraphs(text), instruction="")
-        composer = self._composer(options, text, progress)
+        composer = self._composer(opts, text, progress)
         composer.illustrate(article, lib, self._alt_writer())
         progress(Progress("done", 1, 1))
         return article
@@ -316,189 +334,25 @@ class Engine:
         self,
         image: str | Path,
         question: str | None = None,
+        options: DescribeOptions | OptionsGiven = None,
         *,
-        style: DescribeStyle = "caption",
-        language: str | None = None,
         progress: ProgressCallback = ignore_progress,
+        **values: Any,
     ) -> str:
-        """A caption, alt text, explanation, or an answer to ``question`` about one image."""
-        lang = language or (detect_language(question) if question else "en")
+        """A caption, alt text, explanation, or an answer to ``question`` about one image.
+
+        ``options`` and ``values`` (``style="alt", language="en"``) are
+        :class:`~xcomposer.DescribeOptions`.
+        """
+        opts = DescribeOptions.parse(options, question=question, **values)
+        question = opts.question
+        lang = opts.language or (detect_language(question) if question else "en")
         progress(Progress("describe", 0, 1))
-        text = describe_image(self, image, question, style, lang if lang in ("en", "zh") else "en")
+        text = describe_image(
+            self, image, question, opts.style, lang if lang in ("en", "zh") else "en"
+        )
         progress(Progress("describe", 1, 1))
         return text
-
-    # -- editing ------------------------------------------------------------------------
-    def _edit_composer(
-        self, article: Article, seed: int | None, progress: ProgressCallback, **kw: Any
-    ) -> Composer:
-        text = article.instruction or " ".join(p.text for p in article.paragraphs[:3])
-        options = _options(
-            kw.get("n_images", 1),
-            kw.get("candidates", 4),
-            article.language,
-            4,
-            80,
-            seed,
-            article.title,
-        )
-        return self._composer(options, text, progress)
-
-    def rewrite_paragraph(
-        self,
-        article: Article,
-        index: int,
-        how: str = "",
-        *,
-        seed: int | None = None,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        """Paragraph ``index`` rewritten (``how``: an optional direction, e.g. "for beginners")."""
-        return edit.rewrite_paragraph(
-            self._edit_composer(article, seed, progress), article, index, "rewrite", how
-        )
-
-    def expand_paragraph(
-        self,
-        article: Article,
-        index: int,
-        *,
-        seed: int | None = None,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        return edit.rewrite_paragraph(
-            self._edit_composer(article, seed, progress), article, index, "expand"
-        )
-
-    def shorten_paragraph(
-        self,
-        article: Article,
-        index: int,
-        *,
-        seed: int | None = None,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        return edit.rewrite_paragraph(
-            self._edit_composer(article, seed, progress), article, index, "shorten"
-        )
-
-    def insert_paragraph(
-        self,
-        article: Article,
-        after: int,
-        topic: str,
-        *,
-        seed: int | None = None,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        return edit.insert_paragraph(
-            self._edit_composer(article, seed, progress), article, after, topic
-        )
-
-    def insert_image(
-        self,
-        article: Article,
-        after: int,
-        library: Any = None,
-        *,
-        candidates: int = 4,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        """An image after text paragraph ``after``: captioned, retrieved and selected like in compose."""
-        edit.check_text_paragraph(article, after)
-        lib = self.open_library(library, progress)
-        composer = self._edit_composer(article, None, progress, candidates=candidates)
-        new = copy.deepcopy(article)
-        caption = composer.caption_spots(new, [after])[after]
-        return self._place_figure(composer, new, lib, after, caption, exclude=set(new.used_images))
-
-    def replace_image(
-        self,
-        article: Article,
-        figure: int,
-        library: Any = None,
-        *,
-        candidates: int = 4,
-        progress: ProgressCallback = ignore_progress,
-    ) -> Article:
-        """Figure ``figure`` swapped for a new choice among fresh candidates for its caption."""
-        edit.check_figure(article, figure)
-        lib = self.open_library(library, progress)
-        composer = self._edit_composer(article, None, progress, candidates=candidates)
-        new = copy.deepcopy(article)
-        old = new.figures.pop(figure)
-        return self._place_figure(
-            composer, new, lib, old.after, old.caption, exclude=set(article.used_images)
-        )
-
-    def remove_image(self, article: Article, figure: int) -> Article:
-        return edit.remove_image(article, figure)
-
-    def _place_figure(
-        self,
-        composer: Composer,
-        article: Article,
-        lib: Library,
-        after: int,
-        caption: str,
-        exclude: set[str],
-    ) -> Article:
-        candidates = composer.retrieve_candidates(
-            lib, caption, article.paragraphs[after].text, exclude
-        )
-        if not candidates:
-            raise InputError(
-                "no unused image is left in the library for this spot", "add images to the library"
-            )
-        match, how = composer.select_image(article, after, caption, candidates)
-        alt, alt_how = self._alt_writer()(match)
-        article.figures.append(
-            Figure(
-                after=after,
-                image=str(match.path),
-                caption=caption,
-                alt=alt,
-                score=round(float(match.score), 4),
-                sha256=match.sha256,
-                candidates=[
-                    Candidate(str(m.path), round(float(m.score), 4), m.sha256) for m in candidates
-                ],
-                provenance={"position": "person", "caption": "model", "image": how, "alt": alt_how},
-            )
-        )
-        article.figures.sort(key=lambda f: f.after)
-        return article
-
-
-def _options(
-    n_images: Any,
-    candidates: int,
-    language: str | None,
-    sections: int,
-    words: int,
-    seed: int | None,
-    title: str | None,
-) -> ComposeOptions:
-    if n_images != "auto":
-        try:
-            n_images = int(n_images)
-        except (TypeError, ValueError):
-            raise InputError(
-                f"number of images '{n_images}' is not a number", "give a number or 'auto'"
-            ) from None
-        if n_images < 0:
-            raise InputError(
-                f"number of images {n_images} is negative", "give 0 or more, or 'auto'"
-            )
-    if candidates < 1:
-        raise InputError(
-            f"candidates {candidates} must be at least 1", "give 1 or more (default 4)"
-        )
-    if not 1 <= sections <= 12:
-        raise InputError(f"sections {sections} is out of range", "give 1 to 12")
-    if words < 10:
-        raise InputError(f"words {words} is too few", "give at least 10 words per section")
-    return ComposeOptions(n_images, candidates, language, sections, words, seed, title)
 
 
 def _check_constrained(request: GenerateRequest, answer: Generation) -> None:

@@ -35,6 +35,17 @@ def draw_lighthouse(path: Path, night: bool = False) -> None:
     img.save(path)
 
 
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose frozen mode themselves: the machine's CI and XCOMPOSER_FROZEN must not.
+
+    SOURCE_DATE_EPOCH fixes the build date MkDocs writes into each page.
+    """
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+
+
 @pytest.fixture(scope="session")
 def captioned_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A writer's image folder: real photos and two lighthouse drawings, each with NAME.txt."""

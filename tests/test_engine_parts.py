@@ -164,3 +164,66 @@ def test_auto_recipe_looks_at_the_model_name_only(tmp_path: Path) -> None:
         )
     )
     assert Engine(served, cache=ResultCache(tmp_path)).recipe("write").name == "chat"
+
+
+def _digest(**backend: object) -> str:
+    from xcomposer import BackendConfig, identity_digest
+
+    return identity_digest(EngineConfig(backend=BackendConfig(**backend)))
+
+
+def test_engine_identity_changes_with_every_setting_that_changes_output() -> None:
+    from xcomposer import GenerationConfig, identity_digest
+
+    base = _digest(backend="openai", base_url="http://127.0.0.1:8080/v1", model="m")
+    for changed in (
+        {"image_max_side": 512},  # images are downscaled before the model sees them
+        {"vision": False},  # selection by retrieval score instead of the model's choice
+        {"recipe": "completion"},
+        {"model": "another"},
+    ):
+        settings = {"backend": "openai", "base_url": "http://127.0.0.1:8080/v1", "model": "m"}
+        assert _digest(**(settings | changed)) != base, changed
+    # where or how fast it runs is not what it answers
+    for same in ({"base_url": "http://gpu-box:8000/v1"}, {"timeout": 5.0}, {"concurrency": 16}):
+        settings = {"backend": "openai", "base_url": "http://127.0.0.1:8080/v1", "model": "m"}
+        assert _digest(**(settings | same)) == base, same
+    seeded = EngineConfig(generation=GenerationConfig(seed=7))
+    assert identity_digest(seeded) != identity_digest(EngineConfig())
+    assert identity_digest(EngineConfig(cache_dir="/elsewhere")) == identity_digest(EngineConfig())
+
+
+def test_engine_identity_has_no_machine_paths_and_names_versions() -> None:
+    from xcomposer import PIPELINE_VERSION, ROLES, Engine, engine_identity
+
+    here = _digest(model="/home/a/models/qwen2-vl.Q4_K_M.gguf", mmproj="/home/a/mm.gguf")
+    there = _digest(model="/srv/b/qwen2-vl.Q4_K_M.gguf", mmproj="../mm.gguf")
+    assert here == there  # the same files elsewhere are the same model
+    assert _digest(model="Qwen/Qwen2-VL-2B-Instruct", backend="transformers") != _digest(
+        model="other/Qwen2-VL-2B-Instruct", backend="transformers"
+    )  # a hub id is kept whole
+    config = EngineConfig()
+    found = engine_identity(config)
+    assert found["pipeline"] == PIPELINE_VERSION and set(found["roles"]) == set(ROLES)
+    assert found["roles"]["write"]["recipe"] == load_recipe("chat").key
+    assert Engine(config).identity() == found
+
+
+def test_every_setting_is_either_in_the_identity_or_declared_harmless() -> None:
+    from xcomposer import BackendConfig, engine_identity
+    from xcomposer.identity import NOT_OUTPUT
+
+    role = engine_identity(EngineConfig())["roles"]["write"]
+    for name in BackendConfig.model_fields:
+        assert (name in role) != (name in NOT_OUTPUT["backend"]), name
+
+
+def test_a_block_backend_serves_every_role_or_fails_with_the_fix() -> None:
+    from xcomposer import ROLES, BackendConfig, serving_every_role
+
+    config = EngineConfig(backends={"big": BackendConfig(backend="openai", model="m")})
+    served = serving_every_role(config, "big")
+    assert {served.backend_for(role)[0] for role in ROLES} == {"big"}
+    assert serving_every_role(config, None) is config
+    with pytest.raises(ConfigError, match="names backend 'nope'"):
+        serving_every_role(config, "nope")

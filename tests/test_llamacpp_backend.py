@@ -37,7 +37,9 @@ def test_generates_text(backend: LlamaCppBackend) -> None:
     answer = backend.generate(chat("Name one colour.", max_tokens=12, seed=1))
     assert answer.text.strip()
     assert 0 < answer.completion_tokens <= 12
-    assert answer.tokens_per_s and answer.tokens_per_s > 1
+    # the speed is reported and consistent with what was measured (no bound on the machine)
+    assert answer.seconds > 0
+    assert answer.tokens_per_s == pytest.approx(answer.completion_tokens / answer.seconds)
 
 
 def test_choices_are_enforced_by_grammar(backend: LlamaCppBackend) -> None:

@@ -14,7 +14,6 @@ def test_docs_build_from_the_committed_cache_without_a_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CI", "1")
-    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
 
     plugin = build_site(ROOT / "mkdocs.yml", site_dir=str(tmp_path / "site"))
     assert plugin.workshop.frozen

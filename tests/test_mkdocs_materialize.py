@@ -36,12 +36,6 @@ The engineers drink coffee before the launch.
 """
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
-
-
 def test_materialize_writes_the_expansion_and_keeps_the_block_in_a_comment(
     tmp_path: Path, captioned_images: Path
 ) -> None:

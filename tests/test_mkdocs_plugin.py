@@ -54,17 +54,6 @@ class NoModel(Backend):
         raise AssertionError("not used")
 
 
-@pytest.fixture(autouse=True)
-def _no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests choose frozen mode themselves; the CI variable of the machine must not.
-
-    SOURCE_DATE_EPOCH fixes the build date MkDocs writes into each page.
-    """
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-
-
 def images_in(page: str) -> list[dict[str, str]]:
     return Elements(main_content(page)).all("img")
 

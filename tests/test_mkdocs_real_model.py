@@ -25,9 +25,6 @@ def test_embedded_model_composes_a_page_then_the_cache_builds_it_without_a_model
     tmp_path: Path, captioned_images: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     config = make_site(tmp_path, {"notes/dawn.md": PAGE}, images=captioned_images)
     plugin = build_site(config)
     assert plugin.counts == {"composed": 1}

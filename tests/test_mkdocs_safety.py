@@ -50,13 +50,6 @@ Write about rockets.
 """
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-
-
 @pytest.mark.parametrize("theme", ["mkdocs", "material"])
 def test_model_html_scripts_and_links_never_reach_the_page(
     tmp_path: Path, captioned_images: Path, theme: str

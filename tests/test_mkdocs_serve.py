@@ -27,12 +27,6 @@ Write about {topic}.
 """
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
-
-
 def wait_idle(plugin, seconds: float = 60) -> None:  # noqa: ANN001
     deadline = time.monotonic() + seconds
     while plugin.workshop.pending() and time.monotonic() < deadline:

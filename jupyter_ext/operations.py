@@ -14,10 +14,21 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from xcomposer import Article, Engine, ImageError, InputError, ProgressCallback, open_image
+from pydantic import BaseModel, Field, ValidationError
+from xcomposer import (
+    Article,
+    ComposeOptions,
+    DescribeOptions,
+    EditOptions,
+    Engine,
+    IllustrateOptions,
+    ImageError,
+    InputError,
+    ProgressCallback,
+    open_image,
+)
 
 from .cells import article_cells, article_markdown, illustrated_in_place
 from .errors import TooLarge
@@ -34,48 +45,29 @@ EDIT_OPS = (
     "choose_image",
 )
 LibraryField = str | list[str] | None
-# The engine's own bounds (engine.py `_options`), checked here before a job is queued.
-# TODO(issue 15): use the engine's public option models once they exist.
-NImages = Annotated[int, Field(ge=0, le=12)] | Literal["auto"]
-Candidates = Annotated[int, Field(ge=1, le=16)]
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)] | None
 CHARS_PER_TOKEN = 3  # a cautious estimate: English is ~4 characters a token, other scripts fewer
+# The option fields and their bounds are the engine's option models (one validation for
+# the CLI, the plugin and this API); a request adds what only a REST body carries.
+_Request = BaseModel
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
-
-
-class ComposeRequest(_Request):
+class ComposeRequest(ComposeOptions):
     instruction: str = Field(min_length=1)
     library: LibraryField = None
-    n_images: NImages = "auto"
-    candidates: Candidates = 4
-    language: str | None = Field(None, max_length=16)
-    sections: int = Field(4, ge=1, le=12)
-    words: int = Field(80, ge=10, le=1000)
-    seed: Seed = None
-    title: str | None = Field(None, max_length=300)
     cells: bool = False
 
 
-class IllustrateRequest(_Request):
+class IllustrateRequest(IllustrateOptions):
     text: str = Field(min_length=1)
     library: LibraryField = None
-    n_images: NImages = "auto"
-    candidates: Candidates = 4
-    seed: Seed = None
     cells: bool = False
 
 
-class DescribeRequest(_Request):
+class DescribeRequest(DescribeOptions):
     path: str | None = None
-    question: str | None = Field(None, max_length=2000)
-    style: Literal["caption", "alt", "explain"] = "caption"
-    language: str | None = Field(None, max_length=16)
 
 
-class EditRequest(_Request):
+class EditRequest(EditOptions):
     op: Literal[EDIT_OPS]  # type: ignore[valid-type]
     article: dict[str, Any]
     index: int | None = Field(None, ge=0)
@@ -86,8 +78,6 @@ class EditRequest(_Request):
     image: str | None = None  # choose_image: one of the figure's candidates
     text: str | None = None  # the person's text of an illustrated cell: the result's `cell`
     library: LibraryField = None
-    candidates: Candidates = 4
-    seed: Seed = None
     cells: bool = False
 
 
@@ -136,8 +126,14 @@ def parse_request(op: str, data: Any) -> _Request:
     """The request model for ``op``, or an InputError naming the first bad field."""
     if not isinstance(data, dict):
         raise InputError("the request body is not a JSON object", "send a JSON object")
+    model = REQUESTS[op]
+    for name, field in model.model_fields.items():
+        if field.is_required() and data.get(name) is None:
+            raise InputError(
+                f"the {op} request needs '{name}'", "see docs/jupyter.md for the fields"
+            )
     try:
-        return REQUESTS[op].model_validate(data)
+        return model.model_validate({k: v for k, v in data.items() if v is not None})
     except ValidationError as err:
         first = err.errors()[0]
         # the field, not pydantic's union branch names ("n_images.int", "n_images.literal[...]")

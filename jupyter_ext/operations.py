@@ -52,13 +52,13 @@ _Request = BaseModel
 
 
 class ComposeRequest(ComposeOptions):
-    instruction: str = Field(min_length=1)
+    instruction: str  # empty: refused by Limits.check_text, in words
     library: LibraryField = None
     cells: bool = False
 
 
 class IllustrateRequest(IllustrateOptions):
-    text: str = Field(min_length=1)
+    text: str
     library: LibraryField = None
     cells: bool = False
 

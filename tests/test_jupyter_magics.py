@@ -68,7 +68,7 @@ def test_errors_are_one_line_without_traceback(
 ) -> None:
     register(shell, LocalClient(engine=real_engine, base=jupyter_root))
     result, captured = run(
-        shell, COMPOSE.format(instruction="").replace("--images images", "--images nowhere")
+        shell, COMPOSE.format(instruction="Cats").replace("--images images", "--images nowhere")
     )
     assert not result.success
     assert "directory 'nowhere' not found" in str(result.error_in_exec)

@@ -76,7 +76,7 @@ def test_a_bad_wait_is_refused_before_the_job_is_queued(api: Api) -> None:
         ({"candidates": 0}, "candidates"),
         ({"candidates": 11}, "candidates"),  # the engine's bound: selection letters A..J
         ({"words": 3}, "words"),
-        ({"instruction": ""}, "instruction"),
+        ({"instruction": ""}, "instruction is empty"),
         ({"instruction": "   "}, "instruction is empty"),
         ({"sections": "3"}, "sections"),
     ],

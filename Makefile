@@ -23,7 +23,7 @@ LLAMA_SERVER_CMAKE_ARGS := $(LLAMA_CMAKE_ARGS) -DBUILD_SHARED_LIBS=OFF -DLLAMA_B
 PIP := $(BIN)/python -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt --find-links $(WHEELS)
 
-.PHONY: venv llama-server demo test lint format bench clean
+.PHONY: venv llama-server demo test lint format bench clean labextension
 
 venv: $(VENV)/.installed
 
@@ -76,6 +76,11 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The JupyterLab extension: TypeScript in jupyter_ext/lab/, built by @jupyterlab/builder into
+# jupyter_ext/labextension/ (committed: installing and CI need no Node.js). Needs Node 20.
+labextension: $(VENV)/.installed
+	cd jupyter_ext/lab && PATH=$(CURDIR)/$(BIN):$$PATH jlpm install && PATH=$(CURDIR)/$(BIN):$$PATH jlpm clean && PATH=$(CURDIR)/$(BIN):$$PATH jlpm build
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/engine.py

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import PeriodicCallback
 from traitlets import Callable, Float, Int, List, Unicode
 from xcomposer import EngineConfig, load_config
 
@@ -70,6 +72,12 @@ class XComposerApp(ExtensionApp):
     max_wait = Float(
         30.0, config=True, help="Longest a request may wait (?wait=SECONDS) for a job to change."
     )
+    job_lease = Float(
+        60.0,
+        config=True,
+        help="Seconds a job whose owner (a kernel, a browser tab) stops following it is kept "
+        "before it is cancelled.",
+    )
     engine_factory = Callable(
         None,
         allow_none=True,
@@ -89,7 +97,10 @@ class XComposerApp(ExtensionApp):
         else:
             config = load_config(None, search_dir=root)
         config = config.with_overrides(
-            backend=self.backend, model=self.model, mmproj=self.mmproj, base_url=self.base_url
+            backend=self.backend,
+            model=self._in_root(self.model),
+            mmproj=self._in_root(self.mmproj),
+            base_url=self.base_url,
         )
         updates: dict = {}
         if self.library:
@@ -99,11 +110,53 @@ class XComposerApp(ExtensionApp):
             updates["cache_dir"] = str((root / Path(self.cache_dir).expanduser()).resolve())
         return config.model_copy(update=updates) if updates else config
 
+    def _in_root(self, path: str | None) -> str | None:
+        """A relative model file is relative to the server root (a repo id stays as it is)."""
+        if not path or Path(path).expanduser().is_absolute():
+            return path
+        candidate = self.root_dir / path
+        if candidate.exists() or path.endswith(".gguf"):
+            return str(candidate.resolve())
+        return path
+
     def initialize_settings(self) -> None:
-        self.service = EngineService(self.engine_config, self.engine_factory)
+        self.service = EngineService(self.engine_config, self.engine_factory, root=self.root_dir)
+        self._expiry = PeriodicCallback(self.expire_jobs, max(1.0, self.job_lease / 4) * 1000)
+        self._expiry.start()
+        self._watch_kernels()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(routes())
 
+    def kernel_alive(self, owner: str) -> bool:
+        if not owner.startswith("kernel:"):
+            return True
+        return owner.removeprefix("kernel:") in self.serverapp.kernel_manager
+
+    def expire_jobs(self) -> None:
+        """Cancel the jobs of owners that went away or stopped following them."""
+        if self.service._queue is not None:
+            self.service._queue.expire(self.job_lease, self.kernel_alive)
+
+    def _watch_kernels(self) -> None:
+        """A kernel restarted or shut down: its jobs are cancelled at once."""
+        logger = getattr(self.serverapp, "event_logger", None)
+        if logger is None:
+            return
+
+        async def on_kernel_action(logger: Any, schema_id: str, data: dict) -> None:
+            if data.get("action") in ("restart", "shutdown", "interrupt") and data.get("kernel_id"):
+                if self.service._queue is not None:
+                    self.service._queue.cancel_owner(f"kernel:{data['kernel_id']}")
+
+        try:
+            logger.add_listener(schema_id=KERNEL_ACTIONS, listener=on_kernel_action)
+        except Exception:  # noqa: BLE001 - an older jupyter_server: the lease still applies
+            self.log.debug("jupyter_xcomposer: kernel action events not available")
+
     async def stop_extension(self) -> None:
+        self._expiry.stop()
         self.service.close()
+
+
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"

@@ -166,27 +166,33 @@ class Assistant(widgets.VBox):
         self._run("draft", lambda: self.client.start("compose", payload), self._show_article)
 
     def illustrate(self) -> None:
-        """Images for the text box, or for the cell the person selected last."""
-        if self.text.value.strip():
-            self._illustrate(self.text.value)
-            return
+        """Images for the Markdown cell the person selected last, else the text box.
+
+        The selected cell wins: the text box only stands in where the lab extension is
+        absent (it is refreshed with each selected cell's text, never reused stale).
+        """
 
         def got(reply: dict[str, Any]) -> None:
             self.text.value = reply.get("text", "")
-            if self.text.value.strip():
+            self._illustrate(self.text.value)
+
+        def fallback(why: str) -> None:
+            if self.text.value.strip() and self.frontend.state == "absent":
                 self._illustrate(self.text.value)
             else:
-                self._fail("the selected cell is empty; select a Markdown cell with text first")
+                self._fail(f"no Markdown cell to illustrate: {why}")
 
-        self.frontend.selection(
-            got, lambda why: self._fail(f"no cell text to illustrate: paste it above ({why})")
-        )
+        self.frontend.selection(got, fallback)
 
     def _illustrate(self, text: str) -> None:
         payload = {"text": text, "cells": True, **self._options()}
-        self._run(
-            "illustrate", lambda: self.client.start("illustrate", payload), self._show_article
-        )
+
+        def show(result: dict[str, Any]) -> None:
+            self._show_article(result)
+            # One cell: the person's text exactly as written (blank lines too), figures added.
+            self.cells = [result["cell"]] if result.get("cell") else self.cells
+
+        self._run("illustrate", lambda: self.client.start("illustrate", payload), show)
 
     def describe(self) -> None:
         """Describe the last image this kernel displayed (else the notebook's last image output)."""
@@ -244,6 +250,14 @@ class Assistant(widgets.VBox):
             return
         after = self.inserted[-1] if self.inserted else None
 
+        self.insert_button.disabled = True  # one result, one insert: a second click adds nothing
+        cells, self.cells = self.cells, []
+
+        def failed(message: str) -> None:
+            self.cells = cells  # not inserted: the person may try again
+            self.insert_button.disabled = False
+            self._fail(message)
+
         def done(reply: dict[str, Any]) -> None:
             self.inserted.extend(reply.get("inserted", []))
             saved = " and saved" if reply.get("saved") else ""
@@ -252,7 +266,7 @@ class Assistant(widgets.VBox):
             )
 
         self.status.value = "inserting..."
-        self.frontend.insert(self.cells, after, done, self._fail)
+        self.frontend.insert(cells, after, done, failed)
 
     # -- running jobs --------------------------------------------------------------------------
     def _run(self, label: str, start: Callable[[], Any], show: Callable[[dict], None]) -> None:
@@ -263,6 +277,7 @@ class Assistant(widgets.VBox):
         self.error = None
         self.notice.value = self._client_notice()
         self.events = []
+        self.status.value = ""
         self.progress.value = 0
         self.progress.description = "queued"
         self.stage.value = f"{label}: waiting for the model"

@@ -14,43 +14,47 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xcomposer import Article, Figure, markdown_line, markdown_text, open_image
+from xcomposer import (
+    Article,
+    Figure,
+    encode_image,
+    markdown_line,
+    markdown_text,
+    open_image,
+    url_path,
+)
 
 MAX_SIDE = 1024
 KEEP_BYTES = 600_000  # images this small (and no larger than MAX_SIDE) keep their own bytes
 
 
 def escape_markdown_text(text: str) -> str:
-    """One line of model text, safe in Markdown and HTML (captions, alt text)."""
+    """One line of model text, safe in Markdown and HTML (captions, alt text, headings)."""
     return markdown_line(text)
 
 
 def escape_html_only(text: str) -> str:
-    """Model prose as literal Markdown text (the engine's safe renderer)."""
+    """Model prose: the engine's one safe renderer (literal Markdown, no HTML)."""
     return markdown_text(text)
 
 
 def image_attachment(path: str | Path, max_side: int = MAX_SIDE) -> tuple[str, str, bytes]:
-    """(mime type, file extension, bytes) of an image, scaled down when larger than ``max_side``."""
+    """(mime type, file extension, bytes) of an image: its own bytes when it is a small PNG,
+    JPEG or GIF, else the engine's upright PNG/JPEG encoding, scaled to ``max_side``."""
     path = Path(path)
-    img = open_image(path)
-    fmt = (img.format or "").upper()
-    size = path.stat().st_size
-    if fmt in ("PNG", "JPEG", "GIF") and max(img.size) <= max_side and size <= KEEP_BYTES:
+    with open_image(path) as img:
+        fmt = (img.format or "").upper()
+        small = max(img.size) <= max_side
+    if fmt in ("PNG", "JPEG", "GIF") and small and path.stat().st_size <= KEEP_BYTES:
         ext = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif"}[fmt]
         return f"image/{fmt.lower()}", ext, path.read_bytes()
-    img.thumbnail((max_side, max_side))
-    out = io.BytesIO()
-    if img.mode in ("RGBA", "LA", "P") and fmt != "JPEG":
-        img.convert("RGBA").save(out, "PNG", optimize=True)
-        return "image/png", ".png", out.getvalue()
-    img.convert("RGB").save(out, "JPEG", quality=85)
-    return "image/jpeg", ".jpg", out.getvalue()
+    mime, data = encode_image(path, max_side)
+    return mime, ".png" if mime == "image/png" else ".jpg", data
 
 
 def attachment_name(fig: Figure | dict[str, Any], ext: str) -> str:
@@ -76,28 +80,87 @@ def markdown_cell(source: str, attachments: dict[str, dict[str, str]] | None = N
     return dict(cell)
 
 
-def article_cells(article: Article, max_side: int = MAX_SIDE) -> list[dict]:
-    """One Markdown cell per section (the title opens the first), images as attachments."""
+def _article_sections(article: Article) -> list[list[str | Figure]]:
+    """The article as sections of Markdown text (escaped where the model wrote it) and figures.
+
+    One policy for everything this adapter emits (cells, the ``markdown`` field):
+    in a composed article every word is the model's and is escaped; a person's
+    own text from ``illustrate`` stays as written.
+    """
     model_text = bool(article.instruction)
-    sections: list[tuple[list[str], dict[str, dict[str, str]]]] = [([], {})]
+    sections: list[list[str | Figure]] = [[]]
     if article.title:
         title = escape_markdown_text(article.title) if model_text else article.title
-        sections[0][0].append(f"# {title}")
+        sections[0].append(f"# {title}")
     for i, para in enumerate(article.paragraphs):
         if para.kind == "heading":
-            if sections[-1][0]:
-                sections.append(([], {}))
+            if sections[-1]:
+                sections.append([])
             text = escape_markdown_text(para.text) if model_text else para.text
-            sections[-1][0].append(f"## {text}")
+            sections[-1].append(f"## {text}")
         else:
             text = escape_html_only(para.text) if model_text and para.kind == "text" else para.text
-            sections[-1][0].append(text)
-        for fig in article.figures_after(i):
-            mime, ext, data = image_attachment(fig.image, max_side)
-            name = attachment_name(fig, ext)
-            sections[-1][1][name] = {mime: base64.b64encode(data).decode("ascii")}
-            sections[-1][0].append(figure_markdown(fig.alt, fig.caption, f"attachment:{name}"))
-    return [markdown_cell("\n\n".join(parts), att) for parts, att in sections if parts]
+            sections[-1].append(text)
+        sections[-1].extend(article.figures_after(i))
+    return [section for section in sections if section]
+
+
+def _attach(fig: Figure, attachments: dict[str, dict[str, str]], max_side: int) -> str:
+    """Add ``fig``'s image to ``attachments`` (once per image) and return its Markdown."""
+    mime, ext, data = image_attachment(fig.image, max_side)
+    name = attachment_name(fig, ext)
+    attachments[name] = {mime: base64.b64encode(data).decode("ascii")}
+    return figure_markdown(fig.alt, fig.caption, f"attachment:{name}")
+
+
+def article_cells(article: Article, max_side: int = MAX_SIDE) -> list[dict]:
+    """One Markdown cell per section (the title opens the first), images as attachments."""
+    cells = []
+    for section in _article_sections(article):
+        attachments: dict[str, dict[str, str]] = {}
+        parts = [
+            item if isinstance(item, str) else _attach(item, attachments, max_side)
+            for item in section
+        ]
+        cells.append(markdown_cell("\n\n".join(parts), attachments))
+    return cells
+
+
+def article_markdown(article: Article, image_url: Callable[[Figure], str]) -> str:
+    """The article as one Markdown text, escaped exactly as its cells are."""
+    parts = [
+        item
+        if isinstance(item, str)
+        else figure_markdown(item.alt, item.caption, url_path(image_url(item)))
+        for section in _article_sections(article)
+        for item in section
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def illustrated_in_place(text: str, article: Article, max_side: int = MAX_SIDE) -> dict:
+    """The person's cell with the figures inserted: their text kept character for character.
+
+    Each figure goes after the end of its paragraph in the original text (found in
+    order); nothing else changes, so deleting the figure lines gives the text back.
+    """
+    inserts: list[tuple[int, Figure]] = []
+    cursor = 0
+    for i, para in enumerate(article.paragraphs):
+        start = text.find(para.text, cursor)
+        if start >= 0:
+            cursor = start + len(para.text)
+        # (a paragraph not found as written, e.g. CRLF line ends: its figures go after
+        # the last paragraph that was found)
+        inserts.extend((cursor, fig) for fig in article.figures_after(i))
+    attachments: dict[str, dict[str, str]] = {}
+    out, last = [], 0
+    for position, fig in inserts:
+        out.append(text[last:position])
+        out.append("\n\n" + _attach(fig, attachments, max_side))
+        last = position
+    out.append(text[last:])
+    return markdown_cell("".join(out), attachments)
 
 
 def image_cell(data: bytes, mime: str, description: str, name: str = "figure.png") -> dict:

@@ -92,15 +92,29 @@ def find_server() -> ServerInfo | None:
     return ServerInfo(chosen["url"], chosen.get("token", ""), chosen.get("root_dir", ""))
 
 
+def kernel_owner() -> str | None:
+    """``kernel:<id>`` of the kernel this runs in: the server cancels its jobs when it restarts."""
+    try:
+        from ipykernel.connect import get_connection_file
+
+        name = Path(get_connection_file()).stem
+    except Exception:  # noqa: BLE001 - not in a kernel (a script, a test)
+        return None
+    return f"kernel:{name.removeprefix('kernel-')}" if name.startswith("kernel-") else None
+
+
 class ServerClient:
     """The server extension's REST API, with the server's token (no cookies, so no XSRF)."""
 
     kind = "server"
 
-    def __init__(self, url: str, token: str = "", timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, token: str = "", timeout: float = 60.0, owner: str | None = None
+    ) -> None:
         self.url = url.rstrip("/") + "/"
         self.token = token
         self.timeout = timeout
+        self.owner = owner
         self.notice = ""
 
     def call(
@@ -141,11 +155,16 @@ class ServerClient:
 
     def start(self, op: str, payload: dict[str, Any]) -> RemoteJob:
         """POST an operation (``compose``, ``illustrate``, ``describe``, ``edit``); returns its job."""
-        return RemoteJob(self, self.call("POST", f"xcomposer/{op}", payload))
+        params = {"owner": self.owner} if self.owner else None
+        return RemoteJob(self, self.call("POST", f"xcomposer/{op}", payload, params=params))
 
     def describe_bytes(self, data: bytes, mime: str = "image/png", **params: Any) -> RemoteJob:
         snapshot = self.call(
-            "POST", "xcomposer/describe", data=data, content_type=mime, params=params
+            "POST",
+            "xcomposer/describe",
+            data=data,
+            content_type=mime,
+            params={**params, "owner": self.owner},
         )
         return RemoteJob(self, snapshot)
 
@@ -259,7 +278,9 @@ def connect() -> Client:
     if info is None:
         reason = "no Jupyter server was found for this kernel"
     else:
-        client = ServerClient(info.url, info.token)
+        # A server named by XCOMPOSER_SERVER_URL may not be the one running this kernel.
+        owner = None if os.environ.get("XCOMPOSER_SERVER_URL") else kernel_owner()
+        client = ServerClient(info.url, info.token, owner=owner)
         try:
             client.status()
             return client

@@ -15,13 +15,19 @@ Routes::
     POST   /xcomposer/edit                   {"op", "article", ...}               -> job
     GET    /xcomposer/jobs/<id>?since=N&wait=S   state, progress events, result or error
     DELETE /xcomposer/jobs/<id>              cancel
+    DELETE /xcomposer/jobs?owner=OWNER       cancel every job of OWNER (a tab being closed)
 
-A POST answers 202 with the job; ``?wait=S`` waits up to S seconds for it to finish first.
+A POST answers 202 with the job; ``?wait=S`` waits up to S seconds for it to finish first;
+``?owner=kernel:<id>`` or ``?owner=client:<id>`` ties the job to its kernel or browser tab,
+which cancels it when that goes.  Everything in a request is checked before a job is queued.
+Anything else under ``/xcomposer/`` is a JSON 404.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -29,15 +35,40 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
-from xcomposer import XComposerError
+from xcomposer import ModelError, XComposerError
 
 from .errors import TooLarge, http_status
 from .jobs import Job
-from .operations import DescribeRequest, describe_work, parse_request, prepare, save_upload
+from .operations import (
+    DescribeRequest,
+    Limits,
+    describe_work,
+    parse_request,
+    prepare,
+    save_upload,
+)
 from .paths import RootPaths
 
 AUTH_RESOURCE = "xcomposer"
-JOB_ID = r"(?P<job_id>[0-9]+-[0-9a-f]+)"
+JOB_ID_SHAPE = re.compile(r"^[0-9]{1,12}-[0-9a-f]{24}$")
+OWNER_SHAPE = re.compile(r"^(kernel|client):[A-Za-z0-9_-]{1,64}$")
+MAX_JSON_DEPTH = 32
+NO_VISION = (
+    "describe needs a vision model, and no vision model is configured",
+    "set c.XComposerApp.mmproj (with a GGUF model) or a vision-language model",
+)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests (iteratively: a hostile body cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 class XComposerHandler(ExtensionHandlerMixin, APIHandler):
@@ -89,24 +120,58 @@ class XComposerHandler(ExtensionHandlerMixin, APIHandler):
         if not body.strip():
             return {}
         try:
-            return json.loads(body)
+            data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise web.HTTPError(400, "%s", f"the request body is not valid JSON ({err})") from None
+        except RecursionError:
+            data = None  # nested past Python's stack: refused below like any deep body
+        if data is None or json_depth(data) > MAX_JSON_DEPTH:
+            raise web.HTTPError(
+                400,
+                "%s",
+                f"the request body nests deeper than {MAX_JSON_DEPTH} levels; send the "
+                "fields documented in docs/jupyter.md",
+            )
+        return data
 
     def wait_seconds(self) -> float:
+        raw = self.get_query_argument("wait", "0")
         try:
-            wait = float(self.get_query_argument("wait", "0"))
+            wait = float(raw)
         except ValueError:
-            raise web.HTTPError(400, "%s", "wait must be a number of seconds") from None
-        return max(0.0, min(wait, self.extensionapp.max_wait))
+            wait = float("nan")
+        if wait != wait or wait < 0:  # NaN or negative
+            raise web.HTTPError(400, "%s", "wait must be a number of seconds (0 or more)")
+        return min(wait, self.extensionapp.max_wait)
+
+    def owner(self) -> str | None:
+        """The kernel or browser tab a new job belongs to (``?owner=``), checked."""
+        owner = self.get_query_argument("owner", None)
+        if owner is None:
+            return None
+        if not OWNER_SHAPE.match(owner):
+            raise web.HTTPError(
+                400, "%s", "owner must be kernel:<kernel id> or client:<id> (letters, digits, -)"
+            )
+        if not self.extensionapp.kernel_alive(owner):
+            raise web.HTTPError(
+                400, "%s", f"owner {owner} is not a running kernel of this server; restart it"
+            )
+        return owner
+
+    def limits(self) -> Limits:
+        try:
+            return self.service.limits()  # a broken engine configuration is a 422 here
+        except XComposerError as err:
+            raise self.fail(err) from None
 
     def job_reply(self, job: Job, since: int = 0) -> dict[str, Any]:
         reply = job.snapshot(since)
         reply["url"] = self.base_url.rstrip("/") + f"/xcomposer/jobs/{job.id}"
         return reply
 
-    async def start(self, job: Job) -> None:
-        deadline = time.monotonic() + self.wait_seconds()
+    async def start(self, job: Job, wait: float) -> None:
+        deadline = time.monotonic() + wait
         while not job.finished_state and (left := deadline - time.monotonic()) > 0:
             await job.wait_async(job.event_count(), left)
         self.set_status(200 if job.finished_state else 202)
@@ -116,7 +181,8 @@ class XComposerHandler(ExtensionHandlerMixin, APIHandler):
 class StatusHandler(XComposerHandler):
     @authorized
     async def get(self) -> None:
-        self.finish(json.dumps(self.service.status()))
+        # The model's health looks at files (or asks a server): off the event loop.
+        self.finish(json.dumps(await asyncio.to_thread(self.service.status)))
 
 
 class OperationHandler(XComposerHandler):
@@ -126,13 +192,13 @@ class OperationHandler(XComposerHandler):
 
     @authorized
     async def post(self) -> None:
+        wait, owner, limits = self.wait_seconds(), self.owner(), self.limits()
         data = self.json_body()
         try:
-            _ = self.service.config  # a broken engine configuration is a 422 here
-            prepared = await prepare(self.op, data, self.paths())
+            prepared = await prepare(self.op, data, self.paths(), limits)
         except XComposerError as err:
             raise self.fail(err) from None
-        await self.start(self.service.submit(prepared))
+        await self.start(self.service.submit(prepared, owner), wait)
 
 
 class ComposeHandler(OperationHandler):
@@ -152,16 +218,18 @@ class DescribeHandler(XComposerHandler):
 
     @authorized
     async def post(self) -> None:
+        wait, owner, limits = self.wait_seconds(), self.owner(), self.limits()
         kind = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         try:
-            _ = self.service.config
             if kind.startswith("image/") or kind == "application/octet-stream":
                 prepared = self.upload()
             else:
-                prepared = await prepare("describe", self.json_body(), self.paths())
+                prepared = await prepare("describe", self.json_body(), self.paths(), limits)
+            if not await asyncio.to_thread(self.service.can_describe):
+                raise ModelError(*NO_VISION)
         except XComposerError as err:
             raise self.fail(err) from None
-        await self.start(self.service.submit(prepared))
+        await self.start(self.service.submit(prepared, owner), wait)
 
     def upload(self) -> Any:
         args = {
@@ -181,11 +249,13 @@ class DescribeHandler(XComposerHandler):
 
 class JobHandler(XComposerHandler):
     def job(self, job_id: str) -> Job:
-        job = self.service.queue.get(job_id)
         # Anyone the authorizer lets in may follow a job: token requests get a fresh anonymous
-        # identity each, so ownership cannot be checked; job ids carry 96 random bits.
+        # identity each, so users cannot be told apart; job ids carry 96 random bits.
+        job = self.service.queue.get(job_id) if JOB_ID_SHAPE.match(job_id) else None
         if job is None:
-            raise web.HTTPError(404, "%s", f"job {job_id} not found; it may have expired")
+            shown = job_id if len(job_id) <= 40 else job_id[:40] + "..."
+            raise web.HTTPError(404, "%s", f"job {shown} not found; it may have expired")
+        self.service.queue.renew(job)  # its owner is still following it
         return job
 
     @authorized
@@ -207,6 +277,29 @@ class JobHandler(XComposerHandler):
         self.finish(json.dumps(self.job_reply(job)))
 
 
+class OwnerJobsHandler(XComposerHandler):
+    """DELETE /xcomposer/jobs?owner=OWNER: a closing tab or a stopping kernel cancels its jobs."""
+
+    @authorized
+    async def delete(self) -> None:
+        owner = self.get_query_argument("owner", "")
+        if not OWNER_SHAPE.match(owner):
+            raise web.HTTPError(400, "%s", "give ?owner=kernel:<kernel id> or ?owner=client:<id>")
+        cancelled = self.service.queue.cancel_owner(owner)
+        self.finish(json.dumps({"owner": owner, "cancelled": [j.id for j in cancelled]}))
+
+
+class NotFoundHandler(XComposerHandler):
+    """Anything else under /xcomposer/: a JSON 404 rather than Jupyter's HTML page."""
+
+    def not_found(self, *_args: Any) -> None:
+        raise web.HTTPError(
+            404, "%s", "no such xcomposer route; see docs/jupyter.md for the REST API"
+        )
+
+    get = post = put = patch = delete = authorized(not_found)
+
+
 def routes() -> list[tuple[str, type]]:
     """URL patterns (relative to the server's base URL) and their handlers."""
     return [
@@ -215,5 +308,7 @@ def routes() -> list[tuple[str, type]]:
         (r"/xcomposer/illustrate/?", IllustrateHandler),
         (r"/xcomposer/describe/?", DescribeHandler),
         (r"/xcomposer/edit/?", EditHandler),
-        (rf"/xcomposer/jobs/{JOB_ID}/?", JobHandler),
+        (r"/xcomposer/jobs/?", OwnerJobsHandler),
+        (r"/xcomposer/jobs/(?P<job_id>[^/]+)/?", JobHandler),
+        (r"/xcomposer(?:/.*)?", NotFoundHandler),
     ]

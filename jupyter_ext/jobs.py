@@ -7,6 +7,11 @@ once); a remote backend gets as many workers as its configured concurrency.
 A job stops when cancelled at the engine's next progress report: the report
 raises :class:`JobCancelled`, which unwinds the engine's call.  A model call that
 is already generating finishes first (llama.cpp cannot be interrupted midway).
+
+A job may have an ``owner`` (``kernel:<id>`` or ``client:<id>``): the owner
+renews it by following it, and :meth:`JobQueue.expire` cancels the jobs of an
+owner that went away (a kernel restarted, a browser tab closed), so other
+notebooks do not wait behind them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ log = logging.getLogger("jupyter_xcomposer")
 QUEUED, RUNNING, DONE, ERROR, CANCELLED = "queued", "running", "done", "error", "cancelled"
 FINISHED = frozenset({DONE, ERROR, CANCELLED})
 MAX_EVENTS = 500
+CONTEXT_FULL = (
+    "the text is longer than the model's context window; "
+    "send a shorter text, or configure a model with a larger context (n_ctx)"
+)
 
 
 class JobCancelled(Exception):  # noqa: N818 - it is a signal, not an error
@@ -54,6 +63,8 @@ class Job:
     started: float | None = None
     finished: float | None = None
     cancel_requested: bool = False
+    owner: str | None = None
+    seen: float = field(default_factory=time.monotonic)
     seq: int = 0
     _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(
@@ -79,6 +90,26 @@ class Job:
             for key, value in changes.items():
                 setattr(self, key, value)
         self._changed()
+
+    def request_cancel(self) -> None:
+        """Stop at the next progress report; a job still queued is cancelled at once."""
+        with self._cond:
+            if self.finished_state:
+                return
+            self.cancel_requested = True
+            if self.state == QUEUED:
+                self.state, self.finished = CANCELLED, time.time()
+        self._changed()
+
+    def begin(self) -> bool:
+        """The worker takes the job: False when it was cancelled while queued."""
+        with self._cond:
+            if self.cancel_requested:
+                self.state, self.finished = CANCELLED, self.finished or time.time()
+            else:
+                self.state, self.started = RUNNING, time.time()
+        self._changed()
+        return self.state == RUNNING
 
     def _changed(self) -> None:
         with self._cond:
@@ -156,17 +187,22 @@ class Job:
 class JobQueue:
     """Runs jobs on a fixed pool of worker threads, keeps the last ``keep`` finished ones."""
 
-    def __init__(self, workers: int = 1, keep: int = 100) -> None:
+    def __init__(
+        self, workers: int = 1, keep: int = 100, redact: Callable[[str], str] = str
+    ) -> None:
         self.workers = max(1, workers)
         self.keep = keep
+        self.redact = redact  # error messages go to clients: no absolute server paths
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="xcomposer-job")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
 
-    def submit(self, op: str, work: Callable[[Callable[[Progress], None]], Any]) -> Job:
+    def submit(
+        self, op: str, work: Callable[[Callable[[Progress], None]], Any], owner: str | None = None
+    ) -> Job:
         """Queue ``work(progress_callback)``; its return value becomes the job's result."""
-        job = Job(id=f"{next(self._counter)}-{secrets.token_hex(12)}", op=op)
+        job = Job(id=f"{next(self._counter)}-{secrets.token_hex(12)}", op=op, owner=owner)
         with self._lock:
             self._jobs[job.id] = job
             self._forget_old()
@@ -174,17 +210,23 @@ class JobQueue:
         return job
 
     def _run(self, job: Job, work: Callable[[Callable[[Progress], None]], Any]) -> None:
-        if job.cancel_requested:
-            job._set(state=CANCELLED, finished=time.time())
+        if not job.begin():
             return
-        job._set(state=RUNNING, started=time.time())
         try:
             result = work(job.report)
         except JobCancelled:
             job._set(state=CANCELLED, finished=time.time())
         except XComposerError as err:
-            job._set(state=ERROR, error=str(err), status=http_status(err), finished=time.time())
-        except Exception:  # a bug: logged with its traceback, reported without it
+            job._set(
+                state=ERROR,
+                error=self.redact(str(err)),
+                status=http_status(err),
+                finished=time.time(),
+            )
+        except Exception as err:  # a bug: logged with its traceback, reported without it
+            if "context window" in str(err):  # llama.cpp: the prompt outgrew the model's context
+                job._set(state=ERROR, error=CONTEXT_FULL, status=413, finished=time.time())
+                return
             log.exception("jupyter_xcomposer: job %s (%s) failed", job.id, job.op)
             job._set(
                 state=ERROR,
@@ -199,11 +241,35 @@ class JobQueue:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def renew(self, job: Job) -> None:
+        """The owner is still there (it follows the job)."""
+        job.seen = time.monotonic()
+
+    def cancel_owner(self, owner: str) -> list[Job]:
+        """Cancel every unfinished job of ``owner`` (its kernel or browser tab went away)."""
+        gone = [j for j in self.jobs() if j.owner == owner and not j.finished_state]
+        for job in gone:
+            job.request_cancel()
+        if gone:
+            log.info("jupyter_xcomposer: cancelled %d job(s) of %s", len(gone), owner)
+        return gone
+
+    def expire(self, lease: float, alive: Callable[[str], bool] = lambda _owner: True) -> None:
+        """Cancel owned jobs not followed for ``lease`` seconds, or whose owner is not ``alive``."""
+        now = time.monotonic()
+        owners = {
+            j.owner
+            for j in self.jobs()
+            if j.owner and not j.finished_state and (now - j.seen > lease or not alive(j.owner))
+        }
+        for owner in owners:
+            self.cancel_owner(owner)
+
     def cancel(self, job_id: str) -> Job | None:
         """Ask a job to stop: a queued job never starts, a running one stops at its next report."""
         job = self.get(job_id)
-        if job is not None and not job.finished_state:
-            job._set(cancel_requested=True)
+        if job is not None:
+            job.request_cancel()
         return job
 
     def jobs(self) -> list[Job]:
@@ -224,6 +290,5 @@ class JobQueue:
 
     def shutdown(self) -> None:
         for job in self.jobs():
-            if not job.finished_state:
-                job._set(cancel_requested=True)
+            job.request_cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)

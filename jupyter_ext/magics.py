@@ -29,7 +29,6 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from .cells import preview_html
 from .client import Client, ClientError, connect
 from .frontend import ImageCapture
 
@@ -83,12 +82,12 @@ class XComposerMagics(Magics):
     def _run(self, start: Any) -> dict[str, Any]:
         progress = ProgressLine()
         try:
-            result = start().wait(progress)
+            return start().wait(progress)
         except ClientError as err:
             raise UsageError(f"xcomposer: {err}") from None
-        if progress.handle is not None:
-            progress.handle.update({"text/plain": ""}, raw=True)
-        return result
+        finally:  # the progress line goes, also above an error
+            if progress.handle is not None:
+                progress.handle.update({"text/plain": ""}, raw=True)
 
     @magic_arguments()
     @argument("--images", "-i", default=None, help="image folder (default: the configured library)")
@@ -122,13 +121,9 @@ class XComposerMagics(Magics):
         result = self._run(lambda: self.client.start("compose", payload))
         self.shell.user_ns["_xcomposer"] = result
         cells = result.get("cells", [])
+        # Markdown, as documented: each image once (a data URI), no HTML copy beside it.
         display(
-            {
-                "text/markdown": embedded_markdown(cells),
-                "text/html": preview_html(result["article"], cells),
-                "text/plain": result["markdown"],
-            },
-            raw=True,
+            {"text/markdown": embedded_markdown(cells), "text/plain": result["markdown"]}, raw=True
         )
 
     @magic_arguments()

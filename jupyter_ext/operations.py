@@ -16,10 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from xcomposer import Article, Engine, ImageError, InputError, ProgressCallback, open_image
+from pydantic import BaseModel, Field, ValidationError
+from xcomposer import (
+    Article,
+    ComposeOptions,
+    DescribeOptions,
+    EditOptions,
+    Engine,
+    IllustrateOptions,
+    ImageError,
+    InputError,
+    ProgressCallback,
+    open_image,
+)
 
-from .cells import article_cells
+from .cells import article_cells, article_markdown, illustrated_in_place
+from .errors import TooLarge
 from .paths import Paths
 
 EDIT_OPS = (
@@ -30,54 +42,42 @@ EDIT_OPS = (
     "insert_image",
     "replace_image",
     "remove_image",
+    "choose_image",
 )
 LibraryField = str | list[str] | None
+CHARS_PER_TOKEN = 3  # a cautious estimate: English is ~4 characters a token, other scripts fewer
+# The option fields and their bounds are the engine's option models (one validation for
+# the CLI, the plugin and this API); a request adds what only a REST body carries.
+_Request = BaseModel
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ComposeRequest(_Request):
-    instruction: str
+class ComposeRequest(ComposeOptions):
+    instruction: str  # empty: refused by Limits.check_text, in words
     library: LibraryField = None
-    n_images: int | Literal["auto"] = "auto"
-    candidates: int = Field(4, ge=1, le=32)
-    language: str | None = None
-    sections: int = 4
-    words: int = 80
-    seed: int | None = None
-    title: str | None = None
     cells: bool = False
 
 
-class IllustrateRequest(_Request):
+class IllustrateRequest(IllustrateOptions):
     text: str
     library: LibraryField = None
-    n_images: int | Literal["auto"] = "auto"
-    candidates: int = Field(4, ge=1, le=32)
-    seed: int | None = None
     cells: bool = False
 
 
-class DescribeRequest(_Request):
+class DescribeRequest(DescribeOptions):
     path: str | None = None
-    question: str | None = None
-    style: Literal["caption", "alt", "explain"] = "caption"
-    language: str | None = None
 
 
-class EditRequest(_Request):
+class EditRequest(EditOptions):
     op: Literal[EDIT_OPS]  # type: ignore[valid-type]
     article: dict[str, Any]
-    index: int | None = None
-    how: str = ""
-    after: int | None = None
-    topic: str = ""
-    figure: int | None = None
+    index: int | None = Field(None, ge=0)
+    how: str = Field("", max_length=2000)
+    after: int | None = Field(None, ge=0)
+    topic: str = Field("", max_length=2000)
+    figure: int | None = Field(None, ge=0)
+    image: str | None = None  # choose_image: one of the figure's candidates
+    text: str | None = None  # the person's text of an illustrated cell: the result's `cell`
     library: LibraryField = None
-    candidates: int = Field(4, ge=1, le=32)
-    seed: int | None = None
     cells: bool = False
 
 
@@ -99,15 +99,45 @@ class Prepared:
     work: Work
 
 
+@dataclass
+class Limits:
+    """What the server knows before queueing: the model's context, a configured library."""
+
+    context_tokens: int = 4096
+    default_library: bool = False
+
+    @property
+    def max_text_chars(self) -> int:
+        """The longest instruction or text: half the model's context, the rest for the answer."""
+        return self.context_tokens * CHARS_PER_TOKEN // 2
+
+    def check_text(self, text: str, what: str) -> None:
+        if not text.strip():
+            raise InputError(f"the {what} is empty", f"give the {what}")
+        if len(text) > self.max_text_chars:
+            raise TooLarge(
+                f"the {what} is {len(text):,} characters, more than this model's context takes "
+                f"(about {self.max_text_chars:,})",
+                f"send a shorter {what}, or split it over several cells",
+            )
+
+
 def parse_request(op: str, data: Any) -> _Request:
     """The request model for ``op``, or an InputError naming the first bad field."""
     if not isinstance(data, dict):
         raise InputError("the request body is not a JSON object", "send a JSON object")
+    model = REQUESTS[op]
+    for name, field in model.model_fields.items():
+        if field.is_required() and data.get(name) is None:
+            raise InputError(
+                f"the {op} request needs '{name}'", "see docs/jupyter.md for the fields"
+            )
     try:
-        return REQUESTS[op].model_validate(data)
+        return model.model_validate({k: v for k, v in data.items() if v is not None})
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
+        # the field, not pydantic's union branch names ("n_images.int", "n_images.literal[...]")
+        where = str(first["loc"][0]) if first["loc"] else "body"
         if first["type"] == "extra_forbidden":
             raise InputError(
                 f"unknown field '{where}' in the {op} request", "see docs/jupyter.md for the fields"
@@ -122,15 +152,29 @@ def parse_request(op: str, data: Any) -> _Request:
         ) from None
 
 
-async def _library(library: LibraryField, paths: Paths) -> list[Path] | None:
+NO_LIBRARY = (
+    "no image library: the request names none and the server has none configured",
+    "give 'library' (a folder relative to the Jupyter root) or set c.XComposerApp.library",
+)
+
+
+async def _library(library: LibraryField, paths: Paths, limits: Limits) -> list[Path] | None:
     if library is None or library == "" or library == []:
+        if not limits.default_library:
+            raise InputError(*NO_LIBRARY)
         return None
     folders = [library] if isinstance(library, str) else library
     return [await paths.folder(f) for f in folders]
 
 
-def article_result(article: Article, paths: Paths, cells: bool) -> dict[str, Any]:
-    """An article as returned to clients: paths relative to the root, Markdown, cells."""
+def article_result(
+    article: Article, paths: Paths, cells: bool, text: str | None = None
+) -> dict[str, Any]:
+    """An article as returned to clients: paths relative to the root, Markdown, cells.
+
+    ``text`` (illustrate): the person's text, also returned as one ``cell`` with the
+    figures inserted in place.
+    """
     data = article.to_dict()
     for fig in data["figures"]:
         fig["image"] = paths.display(fig["image"])
@@ -138,7 +182,7 @@ def article_result(article: Article, paths: Paths, cells: bool) -> dict[str, Any
             cand["image"] = paths.display(cand["image"])
     result: dict[str, Any] = {
         "article": data,
-        "markdown": article.to_markdown(image_url=lambda f: paths.display(f.image)),
+        "markdown": article_markdown(article, lambda f: paths.display(f.image)),
         "placements": [
             {k: fig[k] for k in ("after", "image", "caption", "alt", "score")}
             for fig in data["figures"]
@@ -146,6 +190,8 @@ def article_result(article: Article, paths: Paths, cells: bool) -> dict[str, Any
     }
     if cells:
         result["cells"] = article_cells(article)
+        if text is not None:
+            result["cell"] = illustrated_in_place(text, article)
     return result
 
 
@@ -153,9 +199,9 @@ def article_from_client(data: dict[str, Any], paths: Paths) -> Article:
     """An article sent back by a client, its figure paths confined like any other path."""
     try:
         article = Article.from_dict(data)
-    except (TypeError, ValueError, KeyError, AttributeError) as err:
+    except (TypeError, ValueError, KeyError, AttributeError):
         raise InputError(
-            f"the article is not valid article JSON ({err})",
+            "the article is not valid article JSON",
             "send the 'article' of an earlier result unchanged",
         ) from None
     for fig in article.figures:
@@ -171,13 +217,15 @@ def _need(value: int | None, name: str, op: str) -> int:
     return value
 
 
-async def prepare(op: str, data: Any, paths: Paths) -> Prepared:
+async def prepare(op: str, data: Any, paths: Paths, limits: Limits | None = None) -> Prepared:
     """Validate ``data`` for ``op`` and resolve its paths; the returned work runs the engine."""
+    limits = limits or Limits()
     if op not in REQUESTS:
         raise InputError(f"unknown operation '{op}'", f"use one of: {', '.join(REQUESTS)}")
     req = parse_request(op, data)
     if isinstance(req, ComposeRequest):
-        library = await _library(req.library, paths)
+        limits.check_text(req.instruction, "instruction")
+        library = await _library(req.library, paths, limits)
 
         def compose(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
             article = engine.compose(
@@ -196,7 +244,8 @@ async def prepare(op: str, data: Any, paths: Paths) -> Prepared:
 
         return Prepared(op, compose)
     if isinstance(req, IllustrateRequest):
-        library = await _library(req.library, paths)
+        limits.check_text(req.text, "text to illustrate")
+        library = await _library(req.library, paths, limits)
 
         def illustrate(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
             article = engine.illustrate(
@@ -207,7 +256,7 @@ async def prepare(op: str, data: Any, paths: Paths) -> Prepared:
                 seed=req.seed,
                 progress=progress,
             )
-            return article_result(article, paths, req.cells)
+            return article_result(article, paths, req.cells, text=req.text)
 
         return Prepared(op, illustrate)
     if isinstance(req, DescribeRequest):
@@ -217,9 +266,19 @@ async def prepare(op: str, data: Any, paths: Paths) -> Prepared:
                 "give a path relative to the Jupyter root, or POST the image bytes",
             )
         image = await paths.file(req.path)
+        check_image(image, req.path)
         return describe_work(req, image, paths.display(image))
     assert isinstance(req, EditRequest)
-    return await _prepare_edit(req, paths)
+    return await _prepare_edit(req, paths, limits)
+
+
+def check_image(image: Path, shown: str) -> None:
+    """An ImageError naming ``shown`` (never the absolute path) when ``image`` is no image."""
+    try:
+        with open_image(image):
+            pass
+    except ImageError as err:
+        raise ImageError(str(err).replace(str(image), f"'{shown}'")) from None
 
 
 def describe_work(req: DescribeRequest, image: Path, shown: str) -> Prepared:
@@ -232,9 +291,18 @@ def describe_work(req: DescribeRequest, image: Path, shown: str) -> Prepared:
     return Prepared("describe", describe)
 
 
-async def _prepare_edit(req: EditRequest, paths: Paths) -> Prepared:
+async def _prepare_edit(req: EditRequest, paths: Paths, limits: Limits) -> Prepared:
     article = article_from_client(req.article, paths)
-    library = await _library(req.library, paths)
+    needs_library = req.op in ("insert_image", "replace_image")
+    library = await _library(req.library, paths, limits) if needs_library else None
+    if req.text is not None:
+        limits.check_text(req.text, "text to illustrate")
+    chosen = None
+    if req.op == "choose_image":
+        if req.image is None:
+            raise InputError("the choose_image edit needs 'image'", "give one of the candidates")
+        chosen = paths.figure_in(req.image)
+        check_choice(article, _need(req.figure, "figure", req.op), chosen, req.image)
     op = req.op
 
     def edit(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
@@ -263,17 +331,38 @@ async def _prepare_edit(req: EditRequest, paths: Paths) -> Prepared:
                 candidates=req.candidates,
                 progress=progress,
             )
+        elif op == "choose_image":
+            new = choose_image(article, _need(req.figure, "figure", op), chosen)
         else:
             new = engine.remove_image(article, _need(req.figure, "figure", op))
-        return article_result(new, paths, req.cells)
+        return article_result(new, paths, req.cells, text=req.text)
 
     return Prepared(f"edit:{op}", edit)
 
 
+def check_choice(article: Article, figure: int, chosen: Path, shown: str) -> None:
+    if figure >= len(article.figures):
+        raise InputError(f"there is no figure {figure}", f"give 0 to {len(article.figures) - 1}")
+    if all(Path(c.image) != chosen for c in article.figures[figure].candidates):
+        raise InputError(
+            f"image '{shown}' is not a candidate of figure {figure}",
+            "choose one of the figure's candidates",
+        )
+
+
+def choose_image(article: Article, figure: int, chosen: Path | None) -> Article:
+    """The figure shows the candidate the person chose (no model call: the caption stays)."""
+    new = Article.from_dict(article.to_dict())
+    fig = new.figures[figure]
+    cand = next(c for c in fig.candidates if Path(c.image) == chosen)
+    fig.image, fig.sha256, fig.score = cand.image, cand.sha256, cand.score
+    fig.alt = fig.caption  # the old alt text described the old image
+    fig.provenance.update(image="person", alt="caption")
+    return new
+
+
 def save_upload(data: bytes, folder: Path, max_bytes: int, name: str = "upload") -> Path:
     """Store uploaded image bytes by content hash after checking them with ``open_image``."""
-    from .errors import TooLarge
-
     if len(data) > max_bytes:
         raise TooLarge(
             f"the uploaded image is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit",

@@ -13,7 +13,7 @@ from typing import Any
 from xcomposer import Engine, EngineConfig, XComposerError
 
 from .jobs import Job, JobQueue
-from .operations import Prepared
+from .operations import Limits, Prepared
 
 log = logging.getLogger("jupyter_xcomposer")
 EMBEDDED = "embedded default (SmolLM2-135M-Instruct)"
@@ -34,8 +34,13 @@ class EngineService:
         self,
         config_factory: Callable[[], EngineConfig],
         engine_factory: Callable[[EngineConfig], Engine] | None = None,
+        root: str | Path | None = None,
     ) -> None:
         self._config_factory = config_factory
+        # Messages go to clients: the server's own folders are shown relative to its root.
+        self._hidden_prefixes = sorted(
+            {str(Path(root)), str(Path(root).resolve())} if root else set(), key=len, reverse=True
+        )
         self._engine_factory = engine_factory or (lambda cfg: Engine(cfg))
         self._owns_engine = engine_factory is None  # an engine given to us is closed by its owner
         self._config: EngineConfig | None = None
@@ -75,7 +80,7 @@ class EngineService:
         config = self.config
         with self._lock:
             if self._queue is None:
-                self._queue = JobQueue(queue_workers(config))
+                self._queue = JobQueue(queue_workers(config), redact=self.redact)
             return self._queue
 
     @property
@@ -85,27 +90,56 @@ class EngineService:
                 self._upload_dir = Path(tempfile.mkdtemp(prefix="xcomposer-uploads-"))
             return self._upload_dir
 
+    def redact(self, message: str) -> str:
+        """``message`` with the server's root folder left out (paths relative to the root)."""
+        for prefix in self._hidden_prefixes:
+            message = message.replace(prefix + "/", "").replace(prefix, ".")
+        return message
+
+    def limits(self) -> Limits:
+        """What a request is checked against before it is queued."""
+        config = self.config
+        return Limits(config.backend.n_ctx, default_library=bool(config.library.roots))
+
+    def can_describe(self) -> bool:
+        """Whether the describe role has a vision model (no model is loaded to find out)."""
+        return self.engine.has_vision("describe")
+
     # -- operations ---------------------------------------------------------------------
-    def submit(self, prepared: Prepared) -> Job:
+    def submit(self, prepared: Prepared, owner: str | None = None) -> Job:
         """Queue a prepared call; the engine is created by the worker, not the request."""
-        return self.queue.submit(prepared.op, lambda progress: prepared.work(self.engine, progress))
+        return self.queue.submit(
+            prepared.op, lambda progress: prepared.work(self.engine, progress), owner=owner
+        )
+
+    def model_health(self) -> tuple[bool, str]:
+        """Whether the main model can load (its file is there, its runtime installed)."""
+        try:
+            (_name, _roles, health), *_ = self.engine.models()
+        except XComposerError as err:
+            return False, self.redact(str(err))
+        return health.ok, self.redact(health.detail)
 
     def status(self) -> dict[str, Any]:
+        """What the status route answers; checks the model's health (may take a moment)."""
         try:
             config = self.config
         except XComposerError as err:
-            return {"ok": False, "error": str(err), "loaded": False, "queue": 0}
+            return {"ok": False, "error": self.redact(str(err)), "loaded": False, "queue": 0}
+        can_load, detail = self.model_health()
         engine = self._engine
         queue = self._queue
         if engine is not None:
             config = engine.config  # an engine_factory may have configured it its own way
         return {
-            "ok": True,
+            "ok": can_load,
+            "can_load": can_load,
+            "model_detail": detail,
             "backend": config.backend.backend,
-            "model": _model_name(config),
-            "mmproj": config.backend.mmproj,
+            "model": self.redact(_model_name(config)),
+            "mmproj": self.redact(config.backend.mmproj) if config.backend.mmproj else None,
             "base_url": config.backend.base_url,
-            "library": list(config.library.roots),
+            "library": [self.redact(str(r)) for r in config.library.roots],
             "engine_started": engine is not None,
             "loaded": bool(engine is not None and engine.stats.model_calls > 0),
             "model_calls": engine.stats.model_calls if engine else 0,

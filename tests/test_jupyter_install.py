@@ -6,6 +6,7 @@ throwaway virtualenv and asks Jupyter there, as a person would after installing.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import site
@@ -88,8 +89,12 @@ def test_the_lab_extension_is_installed_with_the_package(installed: Path) -> Non
         "the wheel lacks the lab extension: pyproject.toml [tool.setuptools.data-files] needs "
         '"share/jupyter/labextensions/jupyter-xcomposer" = ["jupyter_ext/labextension/package.json"] '
         'and "share/jupyter/labextensions/jupyter-xcomposer/static" = '
-        '["jupyter_ext/labextension/static/remoteEntry.js"]'
+        '["jupyter_ext/labextension/static/*"]'
     )
+    # The bundle @jupyterlab/builder made (make labextension): its entry point is installed.
+    build = json.loads((target / "package.json").read_text())["jupyterlab"]["_build"]
+    assert re.fullmatch(r"static/remoteEntry\.[0-9a-f]+\.js", build["load"]), build
+    assert (target / build["load"]).is_file()
     code = "import sys; from jupyterlab.labextensions import main; sys.argv[0] = 'x'; main()"
     out = run(installed / "bin" / "python", "-c", code, "list")
     assert "jupyter-xcomposer v0.1.0 enabled OK" in out, out

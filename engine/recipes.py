@@ -61,13 +61,21 @@ class Recipe:
         lang: str,
         images: tuple[ImageRef, ...] = (),
         language: str | None = None,
+        insist_language: bool = False,
         **fields: object,
     ) -> GenerateRequest:
-        """The request for ``task``; ``images`` fill the template's ``<image>`` marks in order."""
+        """The request for ``task``; ``images`` fill the template's ``<image>`` marks in order.
+
+        ``insist_language``: the model answered in another language before, so the
+        output language is demanded again, more strongly, at the end of the prompt.
+        """
         user = self.text(task, lang).format(**fields)
         if language and language != lang:
             name = LANGUAGE_NAMES.get(language, language)
             user += "\n" + self.text("language", lang).format(language=name)
+        if insist_language:
+            name = LANGUAGE_NAMES.get(language or lang, language or lang)
+            user += "\n" + self.text("language_strict", lang).format(language=name)
         system = self.text("system", lang)
         pieces = user.split(IMAGE_MARK)
         if len(pieces) - 1 != len(images):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+from conftest import draw_lighthouse
+from PIL import Image, ImageOps
 from scripted import ScriptedBackend, default_answer, request_text
 from xcomposer import (
     BackendError,
@@ -24,21 +27,44 @@ def make_engine(tmp_path: Path, backend: ScriptedBackend, **cfg) -> Engine:
     )
 
 
-def test_vision_model_chooses_the_letter(tmp_path: Path, captioned_images: Path) -> None:
+@pytest.fixture
+def tied_images(tmp_path: Path, captioned_images: Path) -> Path:
+    """The captioned folder plus a second lighthouse picture described exactly like the first."""
+    folder = tmp_path / "tied"
+    shutil.copytree(captioned_images, folder)
+    draw_lighthouse(folder / "lighthouse_dusk.png")
+    with Image.open(folder / "lighthouse_dusk.png") as img:  # another picture, same description
+        ImageOps.mirror(ImageOps.posterize(img, 3)).save(folder / "lighthouse_dusk.png")
+    shutil.copy(folder / "lighthouse_day.txt", folder / "lighthouse_dusk.txt")
+    return folder
+
+
+TIED_TEXT = (
+    "A white lighthouse with red stripes stands by the sea.\n\n"
+    "Our tabby cat looks to the side, bored.\n"
+)
+
+
+def test_vision_model_chooses_only_among_near_tied_candidates(
+    tmp_path: Path, tied_images: Path
+) -> None:
     def answer(req: GenerateRequest) -> str:
         if req.choices and req.choices[0] == "A":
-            return "C"  # the third candidate
+            return "B"  # the second of the tied candidates
         return default_answer(req)
 
     backend = ScriptedBackend(answer, vision=True)
     engine = make_engine(tmp_path, backend)
-    art = engine.compose("Write about lighthouses", captioned_images, n_images=2, sections=2)
-    assert len(art.figures) == 2
-    for fig in art.figures:
-        assert fig.image == fig.candidates[2].image and fig.provenance["image"] == "model"
-        assert fig.provenance["alt"] == "model"  # the vision model wrote the alt text
+    art = engine.illustrate(TIED_TEXT, tied_images, n_images=2)
+    lighthouse, cat = art.figures
     select = [r for r in backend.requests if r.choices and r.choices[0] == "A"]
-    assert len(select) == 2 and all(len(r.all_images) == 4 for r in select)
+    # one question, for the tie only: the cat's strong match is never second-guessed
+    assert len(select) == 1 and len(select[0].all_images) == 2
+    assert lighthouse.image == lighthouse.candidates[1].image
+    assert lighthouse.provenance["image"].startswith("model (vision")
+    assert lighthouse.provenance["signals"].endswith("+vision")
+    assert Path(cat.image).name == "cat.png" and cat.provenance["image"] == "evidence"
+    assert cat.provenance["alt"] == "model"  # the vision model wrote the alt text
     assert len({f.image for f in art.figures}) == 2
 
 
@@ -62,14 +88,14 @@ def test_more_images_than_paragraphs_is_capped_and_recorded(
 
 
 def test_a_backend_that_breaks_its_constraint_is_an_error(
-    tmp_path: Path, captioned_images: Path
+    tmp_path: Path, tied_images: Path
 ) -> None:
     def answer(req: GenerateRequest) -> str:
         return "paragraph seven, obviously" if req.choices else default_answer(req)
 
-    engine = make_engine(tmp_path, ScriptedBackend(answer))
+    engine = make_engine(tmp_path, ScriptedBackend(answer, vision=True))
     with pytest.raises(BackendError, match="constrained to one of"):
-        engine.compose("Write about lighthouses", captioned_images, n_images=1, sections=2)
+        engine.illustrate(TIED_TEXT, tied_images, n_images=2)
 
 
 def test_frozen_mode_never_calls_a_model(tmp_path: Path, captioned_images: Path) -> None:
@@ -112,7 +138,7 @@ def test_roles_route_to_named_backends(tmp_path: Path, captioned_images: Path) -
     art = engine.compose("Write about lighthouses", captioned_images, n_images=1, sections=2)
     assert seer.requests and all(r.all_images for r in seer.requests)
     assert writer.requests and not any(r.all_images for r in writer.requests)
-    assert art.figures[0].provenance["image"] == "model"
+    assert art.figures[0].provenance["alt"] == "model"
 
 
 def test_edits(tmp_path: Path, captioned_images: Path) -> None:
@@ -208,7 +234,9 @@ def test_model_text_is_escaped_in_markdown(tmp_path: Path, captioned_images: Pat
         return default_answer(req)
 
     engine = make_engine(tmp_path, ScriptedBackend(answer))
-    art = engine.compose("Write about lighthouses", captioned_images, n_images=1, sections=2)
+    art = engine.compose("Write about lighthouses", captioned_images, n_images=0, sections=2)
+    # a spot the person chose is captioned by the model
+    art = engine.insert_image(art, 1, captioned_images)
     md = art.to_markdown()
     assert "<img" not in md and "&lt;img src=x onerror=" in md
     html = art.to_markdown(figure_html=True)

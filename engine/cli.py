@@ -191,12 +191,14 @@ def _cmd_compose(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
     if args.json:
         _write_output(args.output, article.to_json() + "\n")
         return
-    base = Path(args.output).resolve().parent if args.output else Path.cwd()
-
-    def url(fig) -> str:  # noqa: ANN001
-        return Path(os.path.relpath(fig.image, base)).as_posix()
-
+    url = _relative_urls(args.output)
     _write_output(args.output, article.to_markdown(image_url=url))
+
+
+def _relative_urls(output: str | None):  # noqa: ANN202
+    """Figure paths relative to the folder the Markdown is written to (stdout: the cwd)."""
+    base = Path(output).resolve().parent if output else Path.cwd()
+    return lambda fig: Path(os.path.relpath(fig.image, base)).as_posix()
 
 
 def _cmd_illustrate(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
@@ -228,11 +230,7 @@ def _cmd_illustrate(args: argparse.Namespace, engine) -> None:  # noqa: ANN001
     if args.json:
         _write_output(args.output, article.to_json() + "\n")
         return
-    base = Path(args.output).resolve().parent if args.output else Path.cwd()
-
-    def url(fig) -> str:  # noqa: ANN001
-        return Path(os.path.relpath(fig.image, base)).as_posix()
-
+    url = _relative_urls(args.output)
     _write_output(args.output, insert_figures(text, article, url))
 
 

@@ -93,6 +93,22 @@ def echoes_prompt(text: str, templates: list[str]) -> bool:
     return bool(prompt & _shingles(text))
 
 
+# A sentence ends at . ! ? before white space (not inside 1.6.1, pypi.org or a.b_c), or at
+# a CJK full stop, which needs none.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+def _sentences(line: str) -> list[str]:
+    """``line`` cut into sentences, each with the white space after it (they join back to it)."""
+    pieces, start = [], 0
+    for match in _SENTENCE_BREAK.finditer(line):
+        if match.end() > start:
+            pieces.append(line[start : match.end()])
+            start = match.end()
+    pieces.append(line[start:])
+    return [p for p in pieces if p]
+
+
 def remove_scaffolding(text: str, templates: list[str]) -> str:
     """``text`` without any prompt text the model echoed back.
 
@@ -111,9 +127,8 @@ def remove_scaffolding(text: str, templates: list[str]) -> str:
             text = re.sub(pattern, "\n", text)
     kept_lines = []
     for line in text.split("\n"):
-        sentences = re.split(r"(?<=[.!?。！？])\s*", line)
-        kept = [s for s in sentences if s.strip() and not echoes_prompt(s, templates)]
-        kept_lines.append(" ".join(" ".join(s.split()) for s in kept))
+        kept = (s for s in _sentences(line) if s.strip() and not echoes_prompt(s, templates))
+        kept_lines.append(" ".join("".join(kept).split()))
     text = "\n".join(kept_lines)
     text = re.sub(r"^[\s\"'“”‘’:：,，.。]+", "", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()

@@ -461,7 +461,9 @@ def assert_composed_without_vision(result: subprocess.CompletedProcess) -> None:
     article = json.loads(result.stdout)
     assert article["title"].strip() and len(article["paragraphs"]) >= 2
     assert len(article["figures"]) == 1
-    assert article["figures"][0]["provenance"]["image"] == "retrieval-score"
+    provenance = article["figures"][0]["provenance"]
+    # chosen by the placement evidence alone: no vision signal joined it
+    assert provenance["image"] == "evidence" and "vision" not in provenance["signals"]
     assert result.stderr.count("does not take images") == 1  # one warning
 
 

@@ -51,7 +51,9 @@ def test_materialize_writes_the_expansion_and_keeps_the_block_in_a_comment(
     assert "<!-- xcomposer: materialized from this block" in text
     assert "/// compose | Rockets\n    max_images: 1" in text, "the original block is kept"
     assert "## Rockets\n\n### Scripted heading 1" in text, "the page has its own h1"
-    assert re.search(r"\n!\[A [^\]]+\]\(\.\./assets/xcomposer/images/\w+\.\w+\)\n\*Scripted", text)
+    assert re.search(
+        r"\n!\[A [^\]]+\]\(\.\./assets/xcomposer/images/\w+\.\w+\)\n\*[A-Z][^*\n]+\*", text
+    )
     assert "/// illustrate" in text.split("-->", 1)[1], "the other block is still a block"
     copied = list((tmp_path / "docs/assets/xcomposer/images").iterdir())
     assert len(copied) == 1, "the library image now lives in docs_dir"

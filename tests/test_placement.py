@@ -192,3 +192,13 @@ def test_insert_figures_keeps_every_character(tmp_path: Path, captioned_images: 
         stripped = re.sub(r"\r\n\r\n!\[[^\]]*\]\([^)]*\)\r\n\*[^\r\n]*\*", "", stripped, count=1)
     assert stripped == text
     assert [p.text for p in split_paragraphs(text)] == [p.text for p in article.paragraphs]
+
+
+def test_removing_scaffolding_keeps_dotted_words_and_versions_intact() -> None:
+    # The sentence splitter once cut after every full stop and joined with spaces:
+    # "pypi.org" became "pypi. org" and "1.6.1" became "1. 6. 1".
+    text = "Install mkdocs 1.6.1 from pypi.org. Set config.site_name next!  Done?"
+    assert remove_scaffolding(text, ['The previous section ended: "{tail}"']) == (
+        "Install mkdocs 1.6.1 from pypi.org. Set config.site_name next! Done?"
+    )
+    assert remove_scaffolding("长城很长。它建于明朝！", ["{x}"]) == "长城很长。它建于明朝！"

@@ -31,6 +31,7 @@ from .text_cleaning import (
     last_words,
     prose,
     remove_scaffolding,
+    without_heading,
 )
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ class Composer:
                 answer = retry if self._in_language(retry.text) else answer
                 wrong_language += not self._in_language(answer.text)
             text = remove_scaffolding(answer.text, scaffolding)
-            blocks = prose(text, answer.truncated)
+            blocks = prose(without_heading(text, heading), answer.truncated)
             paragraphs.append(Paragraph(heading, "heading"))
             paragraphs.extend(Paragraph(b) for b in blocks)
             tail = last_words(blocks[-1]) if blocks else tail

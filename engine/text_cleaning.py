@@ -134,6 +134,18 @@ def remove_scaffolding(text: str, templates: list[str]) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+def without_heading(text: str, heading: str) -> str:
+    """A section's text without the heading the model repeated in front of it
+    (``What It Is: The day...`` under the heading "What It Is")."""
+    lead = re.match(
+        r"\s*[#*_\s]*" + re.escape(heading.strip()) + r"[*_ \t]*(?:[:：\-–—]|\n)\s*", text, re.I
+    )
+    if lead is None or not heading.strip():
+        return text
+    rest = text[lead.end() :]
+    return rest if rest.strip() else text
+
+
 def plain_text(text: str) -> str:
     """One line of text with Markdown syntax taken out (links keep their words)."""
     text = _LINK.sub(r"\1", " ".join(text.split()))

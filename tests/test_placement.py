@@ -202,3 +202,14 @@ def test_removing_scaffolding_keeps_dotted_words_and_versions_intact() -> None:
         "Install mkdocs 1.6.1 from pypi.org. Set config.site_name next! Done?"
     )
     assert remove_scaffolding("长城很长。它建于明朝！", ["{x}"]) == "长城很长。它建于明朝！"
+
+
+def test_a_heading_the_model_repeats_before_its_section_is_removed() -> None:
+    from xcomposer.text_cleaning import without_heading
+
+    assert without_heading("What It Is: The day begins.", "What It Is") == "The day begins."
+    assert without_heading("## What it is\n\nThe day.", "What It Is") == "The day."
+    assert without_heading("长城：它很长。", "长城") == "它很长。"
+    # a sentence that merely starts with the heading's words keeps them
+    text = "What it is like to fly is hard to say."
+    assert without_heading(text, "What It Is") == text

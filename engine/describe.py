@@ -19,8 +19,10 @@ STYLES = ("caption", "alt", "explain")
 DESCRIBE_STYLES = STYLES
 NO_VISION = (
     "no vision model is configured, so images cannot be described",
-    "configure one: a GGUF with its projector (--model M.gguf --mmproj MMPROJ.gguf), "
-    "or --backend transformers/openai with a vision-language model",
+    # Option names, not CLI flags: the same keys serve xcomposer.toml, mkdocs.yml and the
+    # CLI's --model/--mmproj/--backend, so every front end can show this line as it is.
+    "configure one: set 'model' to a vision GGUF and 'mmproj' to its projector, "
+    "or 'backend' to transformers or openai with a vision-language model",
 )
 
 

@@ -241,7 +241,10 @@ def place_by_evidence(
     if rows == 0:
         return [], "the text has no paragraph that can take a picture"
     if not evidence.images:
-        return [], "no unused image left in the library"
+        return [], (
+            f"no unused image left in the library ({len(library)} image(s), "
+            f"{len(exclude)} already on the page)"
+        )
     if n_images == "auto":
         threshold = evidence.thresholds if min_score is None else np.full(rows, min_score)
         pairs = assign(evidence, None, threshold)

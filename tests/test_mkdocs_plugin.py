@@ -392,5 +392,7 @@ def test_describe_without_a_vision_model_says_how_to_get_one(
     (tmp_path / "docs/img").mkdir(parents=True)
     (tmp_path / "docs/img/cat.png").write_bytes((captioned_images / "cat.png").read_bytes())
     config = make_site(tmp_path, {"index.md": "# Cat\n\n/// describe | img/cat.png\n///\n"})
-    with pytest.raises(PluginError, match=r"index\.md:3: no vision model .*configure one"):
+    with pytest.raises(PluginError, match=r"index\.md:3: no vision model .*configure one") as err:
         build_site(config, {"main": ScriptedBackend(vision=False)})
+    # the fix names the keys mkdocs.yml takes, not command-line flags
+    assert "'mmproj'" in str(err.value) and "--" not in str(err.value)

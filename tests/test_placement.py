@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scripted import ScriptedBackend, default_answer, request_text
-from xcomposer import Engine, EngineConfig
+from xcomposer import Article, Engine, EngineConfig
 from xcomposer.backends.base import GenerateRequest
 from xcomposer.compose import insert_figures, split_paragraphs
-from xcomposer.placement import Evidence, assign
+from xcomposer.placement import Evidence, assign, place_by_evidence
 from xcomposer.recipes import RECIPE_NAMES, load_recipe
 from xcomposer.text_cleaning import caption_text, echoes_prompt, heading_text, remove_scaffolding
 
@@ -213,3 +213,21 @@ def test_a_heading_the_model_repeats_before_its_section_is_removed() -> None:
     # a sentence that merely starts with the heading's words keeps them
     text = "What it is like to fly is hard to say."
     assert without_heading(text, "What It Is") == text
+
+
+def test_a_library_with_every_image_used_says_so_with_counts(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    engine = Engine(
+        EngineConfig(cache_dir=str(tmp_path / "c")), backends={"main": ScriptedBackend()}
+    )
+    library = engine.open_library(captioned_images)
+    every = {m.sha256 for m in library.search("a picture", k=len(library))}
+    assert len(every) == len(library)
+    article = Article(title="", paragraphs=split_paragraphs("Ships need light.\n"), instruction="")
+    placements, why = place_by_evidence(article, library, 1, exclude=every)
+    assert placements == []
+    assert why == (
+        f"no unused image left in the library ({len(library)} image(s), "
+        f"{len(library)} already on the page)"
+    )

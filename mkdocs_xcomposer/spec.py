@@ -129,28 +129,49 @@ def build_spec(block: Block, folders: Folders, backends: set[str]) -> BlockSpec:
             f"the {block.kind} block's {what} is empty; write it between the header and "
             "the closing ///"
         )
-    max_images = opts["max_images"]
-    if max_images != "auto" and (not _is_int(max_images) or max_images < 0):
-        raise block.error(f"max_images must be 'auto' or a number (0 or more), not {max_images!r}")
+    compose = block.kind == "compose"
+    values = {k: opts[k] for k in ("candidates", "seed")} | {"n_images": opts["max_images"]}
+    if compose:
+        values |= {"words": opts["words"], "sections": opts["sections"]}
+    checked = _engine_options(block, compose, values)
     spec = dict(
         common,
         text=text,
         image_dirs=_image_dirs(block, folders, opts.get("images")),
-        n_images=max_images,
-        candidates=_int(block, opts, "candidates", 1, 10),
-        seed=_optional_int(block, opts, "seed"),
+        n_images=checked.n_images,
+        candidates=checked.candidates,
+        seed=checked.seed,
     )
-    if block.kind == "compose":
+    if compose:
         level = opts["title_level"]
         if level is not None and (not _is_int(level) or not 1 <= level <= 5):
             raise block.error(f"title_level must be 1 to 5, not {level!r}")
         spec |= {
             "title": block.argument or None,
-            "words": _int(block, opts, "words", 10, 1000),
-            "sections": _int(block, opts, "sections", 1, 12),
+            "words": checked.words,
+            "sections": checked.sections,
             "title_level": level,
         }
     return BlockSpec(**spec)
+
+
+# The engine's option names that a block spells its own way.
+_BLOCK_NAMES = {"n_images": "max_images"}
+
+
+def _engine_options(block: Block, compose: bool, values: dict[str, Any]) -> Any:
+    """The block's options checked by the engine's option models (the one home of their
+    bounds), a failure reported at the block's ``page.md:LINE`` in the block's own words."""
+    from xcomposer import ComposeOptions, IllustrateOptions, OptionError
+
+    model = ComposeOptions if compose else IllustrateOptions
+    try:
+        return model.parse(values)
+    except OptionError as err:
+        message = str(err)
+        for engine_name, block_name in _BLOCK_NAMES.items():
+            message = message.replace(engine_name, block_name)
+        raise block.error(message) from None
 
 
 def _describe_spec(
@@ -225,20 +246,6 @@ def _confined(block: Block, folders: Folders, name: str, what: str) -> Path:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int(block: Block, opts: dict[str, Any], name: str, low: int, high: int) -> int:
-    value = opts[name]
-    if not _is_int(value) or not low <= value <= high:
-        raise block.error(f"{name} must be a number from {low} to {high}, not {value!r}")
-    return value
-
-
-def _optional_int(block: Block, opts: dict[str, Any], name: str) -> int | None:
-    value = opts[name]
-    if value is not None and not _is_int(value):
-        raise block.error(f"{name} must be a whole number, not {value!r}")
-    return value
 
 
 def _optional_str(block: Block, opts: dict[str, Any], name: str) -> str | None:

@@ -259,6 +259,9 @@ def test_alt_text_fills_only_missing_alt_and_never_a_persons(
         ("/// describe | ../../../../../etc/passwd\n///\n", 1, "outside docs_dir"),
         ("/// compose | Empty\n    max_images: 1\n\n///\n", 1, "instruction is empty"),
         ("/// compose\n    sections: 99\n\nWrite.\n///\n", 1, "sections must be"),
+        # bounds come from the engine's option models, in the block's own option names
+        ("/// illustrate\n    max_images: -1\n\nText.\n///\n", 1, "max_images must be 'auto' or"),
+        ("/// compose\n    candidates: 50\n\nWrite.\n///\n", 1, "candidates must be a whole"),
         ("/// compose\n    backend: gpu\n\nWrite.\n///\n", 1, "backend 'gpu' is not configured"),
     ],
 )

@@ -35,6 +35,10 @@ def draw_lighthouse(path: Path, night: bool = False) -> None:
     img.save(path)
 
 
+# The OpenAI-compatible backend's scripted server and fast retries (tests/openai_fixtures.py).
+pytest_plugins = ("openai_fixtures",)
+
+
 @pytest.fixture(autouse=True)
 def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose frozen mode themselves: the machine's CI and XCOMPOSER_FROZEN must not.

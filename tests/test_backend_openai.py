@@ -20,7 +20,6 @@ import pytest
 import skimage
 from misbehaving_server import (
     MODEL,
-    MisbehavingServer,
     Reply,
     chat,
     completion,
@@ -29,35 +28,20 @@ from misbehaving_server import (
     models,
     stream,
 )
+from openai_fixtures import backend_for
 from PIL import Image
 from xcomposer.backends.base import GenerateRequest, ImageRef, Message
-from xcomposer.backends.http_client import HttpClient
 from xcomposer.backends.openai import OpenAIBackend
 from xcomposer.config import BackendConfig
 from xcomposer.errors import BackendError, ConfigError
 from xcomposer.images import file_sha256
 
+pytestmark = pytest.mark.usefixtures("quick_backoff")  # retries wait milliseconds
+
 SECRET = "sk-test-5ecret-never-logged-0123456789"
 KEY_ENV = "XCOMPOSER_TEST_API_KEY"
 IMAGES = Path(skimage.__file__).parent / "data"
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)"> & "quotes"'
-
-
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries wait milliseconds, not seconds (Retry-After is still honoured)."""
-    monkeypatch.setattr(HttpClient, "backoff_base", 0.01)
-
-
-@pytest.fixture
-def server():
-    with MisbehavingServer() as srv:
-        yield srv
-
-
-def backend_for(server: MisbehavingServer, **options) -> OpenAIBackend:
-    cfg = BackendConfig(backend="openai", base_url=server.base_url, model=MODEL, **options)
-    return OpenAIBackend(cfg)
 
 
 def ask(text: str = "Say hi.", **fields) -> GenerateRequest:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 import skimage
-from misbehaving_server import MODEL, MisbehavingServer, Reply, chat, error, models
+from misbehaving_server import MODEL, Reply, chat, error, models
+from openai_fixtures import backend_for
 from xcomposer.backends.base import GenerateRequest, ImageRef, Message
-from xcomposer.backends.http_client import HttpClient
-from xcomposer.backends.openai import OpenAIBackend
-from xcomposer.config import BackendConfig
 from xcomposer.errors import BackendError
 from xcomposer.images import file_sha256
+
+pytestmark = pytest.mark.usefixtures("quick_backoff")  # retries wait milliseconds
 
 CAT = Path(skimage.__file__).parent / "data" / "chelsea.png"
 
@@ -88,22 +88,6 @@ def listing(owner: str) -> Reply:
             "data": [{"id": MODEL, "object": "model", "owned_by": owner, "max_model_len": 4096}],
         }
     )
-
-
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(HttpClient, "backoff_base", 0.01)
-
-
-@pytest.fixture
-def server():
-    with MisbehavingServer() as srv:
-        yield srv
-
-
-def backend_for(server: MisbehavingServer, **options) -> OpenAIBackend:
-    cfg = BackendConfig(backend="openai", base_url=server.base_url, model=MODEL, **options)
-    return OpenAIBackend(cfg)
 
 
 def pick(*content, **fields) -> GenerateRequest:

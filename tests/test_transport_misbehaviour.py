@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import openai_fixtures
 import pytest
 import skimage
 from misbehaving_server import (
@@ -32,10 +33,10 @@ from misbehaving_server import (
     trickle,
 )
 from xcomposer.backends.base import GenerateRequest, Message
-from xcomposer.backends.http_client import HttpClient
 from xcomposer.backends.openai import OpenAIBackend
-from xcomposer.config import BackendConfig
 from xcomposer.errors import BackendError
+
+pytestmark = pytest.mark.usefixtures("quick_backoff")  # retries wait milliseconds
 
 TIMEOUT = 2.0
 GRACE = 5.0
@@ -43,21 +44,9 @@ SECRET = "sk-echoed-6b1f0c9e-0000-4e2a"
 KEY_ENV = "XCOMPOSER_TEST_ECHO_KEY"
 
 
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(HttpClient, "backoff_base", 0.01)
-
-
-@pytest.fixture
-def server():
-    with MisbehavingServer() as srv:
-        yield srv
-
-
 def backend_for(server: MisbehavingServer, **options) -> OpenAIBackend:
     options = {"timeout": TIMEOUT, "max_retries": 0, "vision": False} | options
-    cfg = BackendConfig(backend="openai", base_url=server.base_url, model=MODEL, **options)
-    return OpenAIBackend(cfg)
+    return openai_fixtures.backend_for(server, **options)
 
 
 def ask(max_tokens: int = 64) -> GenerateRequest:

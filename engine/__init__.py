@@ -36,6 +36,7 @@ _EXPORTS = {
         "ImageError",
         "InputError",
         "ModelError",
+        "TooLargeError",
         "XComposerError",
     ),
     "identity": ("ROLES", "engine_identity", "identity_digest", "serving_every_role"),
@@ -99,6 +100,7 @@ if TYPE_CHECKING:
         ImageError,
         InputError,
         ModelError,
+        TooLargeError,
         XComposerError,
     )
     from .identity import ROLES, engine_identity, identity_digest, serving_every_role
@@ -156,6 +158,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "TooLargeError",
     "MAX_BLOCK_CHARS",
     "MAX_LINE_CHARS",
     "PIPELINE_VERSION",

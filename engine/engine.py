@@ -122,9 +122,11 @@ class Engine(EditOperations):
         """Per role, the identity of the model files themselves (needs the files, not a load)."""
         return {role: self._fingerprint(role) for role in ROLES}
 
-    def concurrency(self, role: str = "write") -> int:
-        """How many calls ``role``'s backend takes at once (1 for a local model)."""
-        return max(1, self.backend(role).concurrency)
+    def concurrency(self, role: str | None = None) -> int:
+        """How many calls ``role``'s backend takes at once (1 for a local model); without a
+        role, how many jobs may run at once: the least of every role's backend."""
+        roles = ROLES if role is None else (role,)
+        return max(1, min(self.backend(r).concurrency for r in roles))
 
     def ask(self, role: str, request: GenerateRequest) -> Generation:
         """One model call through the cache (frozen mode: the cache or an error)."""
@@ -293,7 +295,7 @@ class Engine(EditOperations):
             lambda report, text=text: self.compose(text, lib, opts, progress=report)
             for text in items
         ]
-        return run_all(works, self.concurrency("write"), name="compose", progress=progress)
+        return run_all(works, self.concurrency(), name="compose", progress=progress)
 
     def illustrate(
         self,

@@ -26,6 +26,10 @@ class InputError(XComposerError):
     """A bad argument: an empty instruction, a missing folder, an out-of-range index."""
 
 
+class TooLargeError(InputError):
+    """An input over a size limit: a text longer than the model's context, a body or upload."""
+
+
 class ImageError(XComposerError):
     """An image that cannot be used: missing, truncated, not an image, too large."""
 

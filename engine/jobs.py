@@ -13,6 +13,10 @@ the runner takes ``workers`` as a number or as a function asked on first use.
 Cancel is cooperative, between model calls: a queued job never starts; a running
 job stops at the engine's next progress report, which raises :class:`JobCancelled`
 and unwinds the call.  A model call that is already generating finishes first.
+
+A job may have an ``owner`` (a notebook's kernel, a browser tab): the owner renews
+it by following it, and :meth:`JobRunner.expire` cancels the jobs of an owner that
+went away, so other work does not wait behind them.
 """
 
 from __future__ import annotations
@@ -58,12 +62,23 @@ class JobEvent:
 class Job:
     """One unit of work and what became of it.  Thread-safe; read it from anywhere."""
 
-    def __init__(self, job_id: str, name: str, key: str | None = None, max_events: int = 500):
+    def __init__(
+        self,
+        job_id: str,
+        name: str,
+        key: str | None = None,
+        owner: str | None = None,
+        max_events: int = 500,
+    ):
         self.id = job_id
         self.name = name
         """What the work is (``compose``, ``edit:rewrite``, ``page.md:12`` ...)."""
         self.key = key
         """Jobs with the same key are the same work: a runner never runs two at once."""
+        self.owner = owner
+        """Who the job is for (``kernel:<id>``, ``client:<id>``): cancelled when it goes."""
+        self.seen = time.monotonic()
+        """When the owner last followed the job (:meth:`JobRunner.renew`)."""
         self.state = QUEUED
         self.result: Any = None
         self.error: BaseException | None = None
@@ -216,6 +231,25 @@ class Job:
             raise self.error
         return self.result
 
+    def to_dict(self, since: int = 0) -> dict[str, Any]:
+        """The job as JSON-able data, with the progress reports after the first ``since``."""
+        with self._cond:
+            events = [e.to_dict() for e in self.events(since)]
+            return {
+                "id": self.id,
+                "name": self.name,
+                "state": self.state,
+                "events": events,
+                "next": self.event_count(),
+                "progress": events[-1] if events else _last(self._events),
+                "result": self.result if self.state == DONE else None,
+                "error": self.message,
+                "created": self.created,
+                "started": self.started,
+                "finished": self.finished,
+                "cancel_requested": self.cancel_requested,
+            }
+
     def _ready(self, since: int | None) -> bool:
         return self.done or (since is not None and self.event_count() > since)
 
@@ -251,11 +285,13 @@ class JobRunner:
         *,
         name: str = "job",
         key: str | None = None,
+        owner: str | None = None,
         on_done: Callable[[Job], None] | None = None,
     ) -> Job:
         """Queue ``work(progress)``; its return value becomes the job's result.
 
-        With ``key``, an unfinished job of the same key is returned instead of a new one.
+        With ``key``, an unfinished job of the same key is returned instead of a new one;
+        ``owner`` says who it is for (:meth:`cancel_owner`, :meth:`expire`).
         """
         with self._lock:
             same = key is not None and next(
@@ -264,7 +300,7 @@ class JobRunner:
             if same:
                 job = same
             else:
-                job = Job(f"{next(self._counter)}-{secrets.token_hex(12)}", name, key)
+                job = Job(f"{next(self._counter)}-{secrets.token_hex(12)}", name, key, owner)
                 self._jobs[job.id] = job
                 self._forget_old()
                 if self._pool is None:
@@ -285,6 +321,30 @@ class JobRunner:
         if job is not None:
             job.cancel()
         return job
+
+    def renew(self, job: Job) -> None:
+        """The job's owner is still there (it follows the job)."""
+        job.seen = time.monotonic()
+
+    def cancel_owner(self, owner: str) -> list[Job]:
+        """Cancel every unfinished job of ``owner`` (its kernel or browser tab went away)."""
+        gone = [j for j in self.jobs() if j.owner == owner and not j.done]
+        for job in gone:
+            job.cancel()
+        if gone:
+            log.info("xcomposer: cancelled %d job(s) of %s", len(gone), owner)
+        return gone
+
+    def expire(self, lease: float, alive: Callable[[str], bool] = lambda _owner: True) -> None:
+        """Cancel owned jobs not followed for ``lease`` seconds, or whose owner is not ``alive``."""
+        now = time.monotonic()
+        owners = {
+            j.owner
+            for j in self.jobs()
+            if j.owner and not j.done and (now - j.seen > lease or not alive(j.owner))
+        }
+        for owner in owners:
+            self.cancel_owner(owner)
 
     def jobs(self) -> list[Job]:
         with self._lock:
@@ -365,6 +425,10 @@ def _run(job: Job, work: Work) -> None:
         job._finish(ERROR, error=err)
     else:
         job._finish(DONE, result=result)
+
+
+def _last(events: list[JobEvent]) -> dict[str, Any] | None:
+    return events[-1].to_dict() if events else None
 
 
 def _ignore(_: Progress) -> None:

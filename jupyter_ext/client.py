@@ -260,10 +260,10 @@ class LocalJob:
 
     def poll(self, since: int) -> dict[str, Any]:
         self.job.wait(since, POLL_SECONDS)
-        return self.job.snapshot(since)
+        return self.client.service.job_reply(self.job, since)
 
     def wait(self, on_progress: ProgressHandler | None = None) -> dict[str, Any]:
-        return _follow(self.job.snapshot(0), self.poll, on_progress)
+        return _follow(self.client.service.job_reply(self.job), self.poll, on_progress)
 
     def cancel(self) -> None:
         self.client.service.queue.cancel(self.id)

@@ -9,6 +9,7 @@ from xcomposer import (
     ImageError,
     InputError,
     ModelError,
+    TooLargeError,
     XComposerError,
 )
 
@@ -21,15 +22,11 @@ class PathError(InputError):
         self.status = status
 
 
-class TooLarge(InputError):  # noqa: N818 - named after the HTTP status it becomes
-    """A request body or upload over its size limit (413)."""
-
-
 def http_status(err: XComposerError) -> int:
     """400 for bad input and bad images, 404 for missing files, 413 for oversize, 422 otherwise."""
     if isinstance(err, PathError):
         return err.status
-    if isinstance(err, TooLarge):
+    if isinstance(err, TooLargeError):
         return 413
     if isinstance(err, ImageError):
         return 404 if "not found" in err.what else 400

@@ -35,10 +35,9 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
-from xcomposer import ModelError, XComposerError
+from xcomposer import Job, ModelError, TooLargeError, XComposerError
 
-from .errors import TooLarge, http_status
-from .jobs import Job
+from .errors import http_status
 from .operations import (
     DescribeRequest,
     Limits,
@@ -112,7 +111,7 @@ class XComposerHandler(ExtensionHandlerMixin, APIHandler):
         body = self.request.body or b""
         if len(body) > limit:
             raise self.fail(
-                TooLarge(
+                TooLargeError(
                     f"the request body is {len(body):,} bytes, over the {limit:,} byte limit",
                     "send less (or raise XComposerApp.max_body_bytes)",
                 )
@@ -166,15 +165,15 @@ class XComposerHandler(ExtensionHandlerMixin, APIHandler):
             raise self.fail(err) from None
 
     def job_reply(self, job: Job, since: int = 0) -> dict[str, Any]:
-        reply = job.snapshot(since)
+        reply = self.service.job_reply(job, since)
         reply["url"] = self.base_url.rstrip("/") + f"/xcomposer/jobs/{job.id}"
         return reply
 
     async def start(self, job: Job, wait: float) -> None:
         deadline = time.monotonic() + wait
-        while not job.finished_state and (left := deadline - time.monotonic()) > 0:
+        while not job.done and (left := deadline - time.monotonic()) > 0:
             await job.wait_async(job.event_count(), left)
-        self.set_status(200 if job.finished_state else 202)
+        self.set_status(200 if job.done else 202)
         self.finish(json.dumps(self.job_reply(job)))
 
 

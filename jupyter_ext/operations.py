@@ -27,11 +27,11 @@ from xcomposer import (
     ImageError,
     InputError,
     ProgressCallback,
+    TooLargeError,
     open_image,
 )
 
 from .cells import article_cells, article_markdown, illustrated_in_place
-from .errors import TooLarge
 from .paths import Paths
 
 EDIT_OPS = (
@@ -115,7 +115,7 @@ class Limits:
         if not text.strip():
             raise InputError(f"the {what} is empty", f"give the {what}")
         if len(text) > self.max_text_chars:
-            raise TooLarge(
+            raise TooLargeError(
                 f"the {what} is {len(text):,} characters, more than this model's context takes "
                 f"(about {self.max_text_chars:,})",
                 f"send a shorter {what}, or split it over several cells",
@@ -364,7 +364,7 @@ def choose_image(article: Article, figure: int, chosen: Path | None) -> Article:
 def save_upload(data: bytes, folder: Path, max_bytes: int, name: str = "upload") -> Path:
     """Store uploaded image bytes by content hash after checking them with ``open_image``."""
     if len(data) > max_bytes:
-        raise TooLarge(
+        raise TooLargeError(
             f"the uploaded image is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit",
             "send a smaller image (or raise XComposerApp.max_upload_bytes)",
         )

@@ -10,21 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xcomposer import Engine, EngineConfig, XComposerError
+from xcomposer import Engine, EngineConfig, Job, JobRunner, XComposerError
 
-from .jobs import Job, JobQueue
+from .errors import http_status
 from .operations import Limits, Prepared
 
 log = logging.getLogger("jupyter_xcomposer")
 EMBEDDED = "embedded default (SmolLM2-135M-Instruct)"
-
-
-def queue_workers(config: EngineConfig) -> int:
-    """One worker when any backend runs locally; a remote backend's concurrency otherwise."""
-    backends = [config.backend, *config.backends.values()]
-    if all(b.backend == "openai" for b in backends):
-        return min(b.concurrency for b in backends)
-    return 1
 
 
 class EngineService:
@@ -47,7 +39,7 @@ class EngineService:
         self._config_error: XComposerError | None = None
         self._engine: Engine | None = None
         self._lock = threading.Lock()
-        self._queue: JobQueue | None = None
+        self._queue: JobRunner | None = None
         self._upload_dir: Path | None = None
 
     # -- lazily built parts ------------------------------------------------------------
@@ -76,11 +68,12 @@ class EngineService:
             return self._engine
 
     @property
-    def queue(self) -> JobQueue:
-        config = self.config
+    def queue(self) -> JobRunner:
+        """The engine's job runner: as many jobs at once as the backends take (1 for a local model)."""
+        _ = self.config  # a broken configuration fails here, before anything is queued
         with self._lock:
             if self._queue is None:
-                self._queue = JobQueue(queue_workers(config), redact=self.redact)
+                self._queue = JobRunner(lambda: self.engine.concurrency())
             return self._queue
 
     @property
@@ -96,6 +89,18 @@ class EngineService:
             message = message.replace(prefix + "/", "").replace(prefix, ".")
         return message
 
+    def job_reply(self, job: Job, since: int = 0) -> dict[str, Any]:
+        """A job as clients see it: its ``op``, an HTTP ``status`` for an error, no server paths."""
+        reply = job.to_dict(since)
+        reply["op"] = reply.pop("name")
+        if job.error is not None:
+            reply["error"] = self.redact(reply["error"])
+            err = job.error
+            reply["status"] = http_status(err) if isinstance(err, XComposerError) else 500
+        else:
+            reply["status"] = None
+        return reply
+
     def limits(self) -> Limits:
         """What a request is checked against before it is queued."""
         config = self.config
@@ -109,7 +114,7 @@ class EngineService:
     def submit(self, prepared: Prepared, owner: str | None = None) -> Job:
         """Queue a prepared call; the engine is created by the worker, not the request."""
         return self.queue.submit(
-            prepared.op, lambda progress: prepared.work(self.engine, progress), owner=owner
+            lambda progress: prepared.work(self.engine, progress), name=prepared.op, owner=owner
         )
 
     def model_health(self) -> tuple[bool, str]:
@@ -146,7 +151,7 @@ class EngineService:
             "cache_hits": engine.stats.cache_hits if engine else 0,
             "queue": queue.pending() if queue else 0,
             "running": queue.running() if queue else 0,
-            "workers": queue.workers if queue else queue_workers(config),
+            "workers": queue.workers if queue else (engine.concurrency() if engine else None),
         }
 
     def close(self) -> None:

@@ -216,3 +216,55 @@ def test_compose_many_runs_at_the_backends_concurrency(
     )
     assert [a.instruction for a in articles] == [f"Write about {t}" for t in topics]
     assert overlapped.is_set() and 2 <= state["most"] <= 3
+
+
+def test_an_owner_that_goes_cancels_only_its_own_jobs() -> None:
+    runner = JobRunner(1)
+    release, started = threading.Event(), threading.Event()
+    try:
+        mine = runner.submit(held(release, started), name="compose", owner="kernel:a")
+        assert started.wait(LIMIT)
+        queued = runner.submit(held(release), owner="kernel:a")
+        other = runner.submit(held(release), owner="kernel:b")
+        assert {j.id for j in runner.cancel_owner("kernel:a")} == {mine.id, queued.id}
+        release.set()
+        assert mine.wait(timeout=LIMIT) and other.wait(timeout=LIMIT)
+        assert (mine.state, queued.state, other.state) == ("cancelled", "cancelled", "done")
+    finally:
+        release.set()
+        runner.shutdown(wait=True)
+
+
+def test_expire_cancels_jobs_whose_owner_is_gone_or_stopped_following() -> None:
+    runner = JobRunner(1)
+    release = threading.Event()
+    try:
+        gone = runner.submit(held(release), owner="kernel:gone")
+        followed = runner.submit(held(release), owner="kernel:here")
+        unowned = runner.submit(held(release))
+        runner.expire(lease=3600, alive=lambda owner: owner != "kernel:gone")
+        assert gone.cancel_requested and not followed.cancel_requested
+        followed.seen -= 7200  # nobody has followed it for two hours
+        runner.expire(lease=3600)
+        assert followed.cancel_requested and not unowned.cancel_requested
+    finally:
+        release.set()
+        runner.shutdown(wait=True)
+
+
+def test_a_job_as_data_has_its_reports_since_a_point_and_its_one_line_error() -> None:
+    runner = JobRunner(1)
+
+    def failing(progress) -> None:  # noqa: ANN001
+        progress(Progress("write", 0, 2))
+        progress(Progress("write", 1, 2))
+        raise InputError("the instruction is empty", "say what to write")
+
+    job = runner.submit(failing, name="compose")
+    assert job.wait(timeout=LIMIT)
+    data = job.to_dict(since=1)
+    assert data["state"] == "error" and data["name"] == "compose" and data["next"] == 2
+    assert [e["done"] for e in data["events"]] == [1]
+    assert data["error"] == "the instruction is empty; say what to write"
+    assert data["result"] is None
+    runner.shutdown(wait=True)

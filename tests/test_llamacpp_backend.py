@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from xcomposer import BackendConfig, ModelError
+from xcomposer import BackendConfig, ModelError, TooLargeError
 from xcomposer.backends.base import GenerateRequest, Message
 from xcomposer.backends.llamacpp import LlamaCppBackend, default_threads
 from xcomposer.backends.model_files import embedded_model_path
@@ -149,3 +149,12 @@ def test_images_without_projector_are_refused(
     )
     with pytest.raises(ModelError, match="no vision projector"):
         backend.generate(req)
+
+
+def test_a_prompt_longer_than_the_context_is_the_users_error() -> None:
+    small = LlamaCppBackend(BackendConfig(n_ctx=256))
+    try:
+        with pytest.raises(TooLargeError, match=r"context window \(256 tokens\).*n_ctx"):
+            small.generate(chat("lighthouse " * 400, max_tokens=8))
+    finally:
+        small.close()

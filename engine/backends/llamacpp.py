@@ -13,11 +13,12 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..config import BackendConfig
-from ..errors import ModelError
+from ..errors import ModelError, TooLargeError
 from ..images import image_data_uri
 from .base import Backend, GenerateRequest, Generation, Health, ImageRef, TextCallback
 from .model_files import EMBEDDED_MODEL_NAME, embedded_model_path, file_identity, resolve_model_file
@@ -158,8 +159,9 @@ class LlamaCppBackend(Backend):
                     "the llama.cpp backend takes images only through the chat recipe",
                     'set recipe = "chat" (or "auto") for this backend',
                 )
-            result = llm.create_completion(prompt=request.prompt, **params)
-            text, usage = _collect(result, on_text, chat=False)
+            with _context_checked(llm):
+                result = llm.create_completion(prompt=request.prompt, **params)
+                text, usage = _collect(result, on_text, chat=False)
         else:
             if request.all_images and not self.has_vision:
                 raise ModelError(
@@ -167,8 +169,9 @@ class LlamaCppBackend(Backend):
                     "configure one with --mmproj (the mmproj GGUF made for the model)",
                 )
             messages = [_message_dict(m.role, m.content) for m in request.messages]
-            result = llm.create_chat_completion(messages=messages, **params)
-            text, usage = _collect(result, on_text, chat=True)
+            with _context_checked(llm):
+                result = llm.create_chat_completion(messages=messages, **params)
+                text, usage = _collect(result, on_text, chat=True)
         elapsed = time.perf_counter() - started
         perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
         gen_seconds = perf.t_eval_ms / 1000 if perf.t_eval_ms > 0 else elapsed
@@ -204,6 +207,20 @@ class LlamaCppBackend(Backend):
                 with contextlib.suppress(Exception):
                     self._llm.close()
                 self._llm = None
+
+
+@contextlib.contextmanager
+def _context_checked(llm: Any) -> Iterator[None]:
+    """llama.cpp's "exceed context window" ValueError as the user's error it is."""
+    try:
+        yield
+    except ValueError as err:
+        if "context window" not in str(err):
+            raise
+        raise TooLargeError(
+            f"the text is longer than the model's context window ({llm.n_ctx()} tokens)",
+            "send a shorter text, or configure a model with a larger context (n_ctx)",
+        ) from None
 
 
 def default_threads() -> int:

@@ -39,11 +39,19 @@ _EXPORTS = {
         "TooLargeError",
         "XComposerError",
     ),
-    "identity": ("ROLES", "engine_identity", "identity_digest", "serving_every_role"),
+    "identity": (
+        "ROLES",
+        "engine_identity",
+        "identity_digest",
+        "local_model_files",
+        "serving_every_role",
+    ),
     "jobs": ("Job", "JobCancelled", "JobEvent", "JobRunner", "run_all"),
     "options": (
         "ComposeOptions",
         "DescribeOptions",
+        "Edit",
+        "EDIT_OPS",
         "EditOptions",
         "IllustrateOptions",
         "OptionError",
@@ -76,6 +84,7 @@ _EXPORTS = {
         "terminal_safe",
         "url_path",
     ),
+    "edit": ("check_edit",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -92,6 +101,7 @@ if TYPE_CHECKING:
         load_config,
     )
     from .describe import DESCRIBE_STYLES
+    from .edit import check_edit
     from .engine import CallStats, Engine
     from .errors import (
         BackendError,
@@ -103,7 +113,13 @@ if TYPE_CHECKING:
         TooLargeError,
         XComposerError,
     )
-    from .identity import ROLES, engine_identity, identity_digest, serving_every_role
+    from .identity import (
+        ROLES,
+        engine_identity,
+        identity_digest,
+        local_model_files,
+        serving_every_role,
+    )
     from .images import (
         IMAGE_SUFFIXES,
         display_size,
@@ -116,8 +132,10 @@ if TYPE_CHECKING:
     from .jobs import Job, JobCancelled, JobEvent, JobRunner, run_all
     from .library.fingerprint import library_fingerprint
     from .options import (
+        EDIT_OPS,
         ComposeOptions,
         DescribeOptions,
+        Edit,
         EditOptions,
         IllustrateOptions,
         OptionError,
@@ -158,6 +176,9 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "check_edit",
+    "EDIT_OPS",
+    "Edit",
     "TooLargeError",
     "MAX_BLOCK_CHARS",
     "MAX_LINE_CHARS",
@@ -205,6 +226,7 @@ __all__ = [
     "image_data_uri",
     "library_fingerprint",
     "load_config",
+    "local_model_files",
     "load_image",
     "open_image",
     "run_all",

@@ -90,6 +90,17 @@ class Article:
     def from_json(cls, text: str) -> Article:
         return cls.from_dict(json.loads(text))
 
+    def with_image_paths(self, path: Callable[[str], str]) -> Article:
+        """A copy whose figures and candidates name their images by ``path(image)``: paths
+        relative to a site or a notebook's root for storing and showing, absolute again
+        for use."""
+        copy = Article.from_dict(self.to_dict())
+        for fig in copy.figures:
+            fig.image = path(fig.image)
+            for cand in fig.candidates:
+                cand.image = path(cand.image)
+        return copy
+
     # -- queries ----------------------------------------------------------
     def figures_after(self, index: int) -> list[Figure]:
         return [f for f in self.figures if f.after == index]

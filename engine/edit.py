@@ -7,14 +7,51 @@ one paragraph; image edits reuse the pipeline's caption/retrieve/select steps.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .article import Article, Paragraph
 from .errors import InputError
+from .options import Edit, OptionError
 from .text_cleaning import prose
 
 if TYPE_CHECKING:
     from .compose import Composer
+
+
+def check_edit(article: Article, edit: Edit) -> None:
+    """Whether ``edit`` can act on ``article`` (its target given and there), before any
+    model call: an :class:`InputError` naming the field and the fix."""
+    target = getattr(edit, edit.target)
+    if target is None:
+        raise OptionError(
+            f"the {edit.op} edit needs '{edit.target}'", f"give '{edit.target}' (an index)"
+        )
+    if edit.target == "index":
+        _paragraph_index(article, target)
+    elif edit.target == "figure":
+        _figure_index(article, target)
+    elif edit.op == "insert_image":
+        _paragraph_index(article, target)
+    if edit.op == "choose_image":
+        if edit.image is None:
+            raise OptionError("the choose_image edit needs 'image'", "give one of the candidates")
+        if all(Path(c.image) != Path(edit.image) for c in article.figures[target].candidates):
+            raise InputError(
+                f"image '{Path(edit.image).name}' is not a candidate of figure {target}",
+                "choose one of the figure's candidates",
+            )
+
+
+def choose_image(article: Article, figure: int, image: str) -> Article:
+    """The figure shows the candidate a person chose (no model call: the caption stays)."""
+    new = copy.deepcopy(article)
+    fig = new.figures[_figure_index(new, figure)]
+    cand = next(c for c in fig.candidates if Path(c.image) == Path(image))
+    fig.image, fig.sha256, fig.score = cand.image, cand.sha256, cand.score
+    fig.alt = fig.caption  # the old alt text described the old image
+    fig.provenance.update(image="person", alt="caption")
+    return new
 
 
 def _paragraph_index(article: Article, index: int) -> int:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import edit
 from .article import Article, Candidate, Figure
 from .errors import InputError
-from .options import ComposeOptions, EditOptions
+from .options import ComposeOptions, Edit, EditOptions
 from .progress import ProgressCallback, ignore_progress
 
 if TYPE_CHECKING:
@@ -28,6 +28,34 @@ class EditOperations:
     open_library: Any
     _composer: Any
     _alt_writer: Any
+
+    def edit(
+        self,
+        article: Article,
+        edit_: Edit | dict[str, Any] | None = None,
+        library: Any = None,
+        *,
+        progress: ProgressCallback = ignore_progress,
+        **values: Any,
+    ) -> Article:
+        """One edit by name (:class:`~xcomposer.Edit`: ``op`` and its target), checked
+        against the article before any model call; ``library`` for inserted or replaced
+        images."""
+        e = Edit.parse(edit_, **values)
+        edit.check_edit(article, e)
+        text = {"seed": e.seed, "progress": progress}
+        images = {"candidates": e.candidates, "progress": progress}
+        if e.op in ("rewrite", "expand", "shorten"):
+            return self._rewrite(article, e.index, e.op, e.how, **text)
+        if e.op == "insert_paragraph":
+            return self.insert_paragraph(article, e.after, e.topic, **text)
+        if e.op == "insert_image":
+            return self.insert_image(article, e.after, library, **images)
+        if e.op == "replace_image":
+            return self.replace_image(article, e.figure, library, **images)
+        if e.op == "choose_image":
+            return edit.choose_image(article, e.figure, e.image)
+        return self.remove_image(article, e.figure)
 
     def rewrite_paragraph(self, article: Article, index: int, how: str = "", **kw: Any) -> Article:
         """Paragraph ``index`` rewritten (``how``: an optional direction, e.g. "for beginners")."""

@@ -333,6 +333,26 @@ class Engine(EditOperations):
 
         return alt_for
 
+    def alt_text(self, image: str | Path) -> tuple[str, str]:
+        """Alt text for one image, and where it came from (``model`` or ``library``).
+
+        The vision model's when the describe role has one; else the library's words for
+        the image (a sidecar, an alt text or a caption a person wrote), never a text made
+        of its file name alone: no description is an :class:`InputError` with the fix.
+        """
+        path = Path(image)
+        if self.has_vision("describe"):
+            return self.describe(path, style="alt"), "model"
+        match = self.open_library([path.parent]).entry(path)
+        described = match is not None and any(source != "filename" for source, _ in match.sources)
+        text = (match.alt or match.description).strip() if described and match else ""
+        if not text:
+            raise InputError(
+                f"no description of image {path.name} to write its alt text from",
+                f"write the alt text, add a sidecar {path.stem}.txt, or configure a vision model",
+            )
+        return text, "library"
+
     # -- describing --------------------------------------------------------------------
     def describe(
         self,

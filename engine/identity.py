@@ -107,6 +107,43 @@ def serving_every_role(config: EngineConfig, backend: str | None) -> EngineConfi
     return updated
 
 
+def local_model_files(config: EngineConfig) -> list[Path] | None:
+    """The local files every backend's model comes from (weights, projector, the embedded
+    GGUF), so a cache of results can check by ``stat`` that they did not change.
+
+    ``None`` when a model is named by a hub id: no file here says whether it changed.
+    A missing file is listed too (it may appear).  Served models have no local file.
+    """
+    from .backends.model_files import EMBEDDED_PACKAGE
+
+    files: list[Path] = []
+    for backend in [config.backend, *config.backends.values()]:
+        if backend.backend == "openai":
+            continue
+        if backend.model is None and backend.backend == "llamacpp":
+            files.extend(_package_files(EMBEDDED_PACKAGE, "*.gguf"))
+        for name in (backend.model, backend.mmproj):
+            if name is None:
+                continue
+            path = Path(name).expanduser()
+            if path.is_dir():
+                files.extend(sorted(p for p in path.iterdir() if p.is_file()))
+            elif path.is_file() or path.suffix:
+                files.append(path)
+            else:
+                return None  # a hub id: resolved at load time, nothing here to stat
+    return files
+
+
+def _package_files(package: str, pattern: str) -> list[Path]:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)  # found without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(Path(next(iter(spec.submodule_search_locations))).glob(pattern))
+
+
 def _file_name(value: str | None) -> str | None:
     """A local model path reduced to its file or folder name; hub ids stay as they are."""
     if not value or ("/" not in value and "\\" not in value):

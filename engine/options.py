@@ -52,6 +52,10 @@ def _switch(value: Any) -> Any:
     return value
 
 
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
 #: An on/off option: ``true``/``false`` and ``on``/``off``/``yes``/``no`` (YAML's booleans).
 Switch = Annotated[bool, BeforeValidator(_switch), Strict()]
 Count = Annotated[int, Strict()]
@@ -84,8 +88,8 @@ class _Options(BaseModel):
     def parse(cls, values: Mapping[str, Any] | _Options | None = None, **more: Any) -> Any:
         """Options from a mapping (a block's, a request body's) and keywords; ``None`` values
         mean "the default".  An instance of ``cls`` is returned as it is (updated by ``more``)."""
-        if isinstance(values, _Options):
-            values = values.model_dump(exclude_unset=True)
+        if isinstance(values, _Options):  # an adapter's subclass too: only ``cls``'s fields
+            values = values.model_dump(exclude_unset=True, include=set(cls.model_fields))
         data = {k: v for k, v in {**(values or {}), **more}.items() if v is not None}
         try:
             return cls.model_validate(data)
@@ -123,7 +127,9 @@ class ComposeOptions(IllustrateOptions):
 class DescribeOptions(_Options):
     """A caption, alt text, an explanation, or an answer about one image."""
 
-    question: Annotated[str, Strict(), MinLen(1), MaxLen(2000)] | None = None
+    question: (
+        Annotated[str, BeforeValidator(_stripped), Strict(), MinLen(1), MaxLen(2000)] | None
+    ) = None
     """A question about the image (then ``style`` is not used)."""
     style: DESCRIBE_STYLE = "caption"
     """``caption``, ``alt`` (alt text) or ``explain``."""
@@ -138,6 +144,45 @@ class EditOptions(_Options):
     """Images retrieved for an inserted or replaced image (1 to 10)."""
     seed: Count | None = None
     """Overrides the configured sampling seed."""
+
+
+EDIT_OPS = (
+    "rewrite",
+    "expand",
+    "shorten",
+    "insert_paragraph",
+    "insert_image",
+    "replace_image",
+    "remove_image",
+    "choose_image",
+)
+Index = Annotated[int, Strict(), Ge(0)]
+Words = Annotated[str, Strict(), MaxLen(2000)]
+
+
+class Edit(EditOptions):
+    """One edit of an article by name, with what it acts on: what a panel's buttons and the
+    REST API send (:meth:`xcomposer.Engine.edit`)."""
+
+    op: Literal[EDIT_OPS]  # type: ignore[valid-type]
+    """``rewrite``, ``expand``, ``shorten`` (paragraph ``index``), ``insert_paragraph``
+    (after paragraph ``after``, about ``topic``), ``insert_image`` (after ``after``),
+    ``replace_image``, ``remove_image``, ``choose_image`` (figure ``figure``; ``image``:
+    one of its candidates)."""
+    index: Index | None = None
+    how: Words = ""
+    """A direction for ``rewrite`` (e.g. "for beginners")."""
+    after: Annotated[int, Strict(), Ge(-1)] | None = None
+    topic: Words = ""
+    figure: Index | None = None
+    image: str | None = None
+
+    @property
+    def target(self) -> str:
+        """The field this edit's ``op`` acts on."""
+        if self.op in ("rewrite", "expand", "shorten"):
+            return "index"
+        return "after" if self.op in ("insert_paragraph", "insert_image") else "figure"
 
 
 def _option_error(model: type[BaseModel], err: ValidationError) -> OptionError:

@@ -14,36 +14,27 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from xcomposer import (
     Article,
     ComposeOptions,
     DescribeOptions,
-    EditOptions,
+    Edit,
     Engine,
     IllustrateOptions,
     ImageError,
     InputError,
     ProgressCallback,
     TooLargeError,
+    check_edit,
     open_image,
 )
 
 from .cells import article_cells, article_markdown, illustrated_in_place
 from .paths import Paths
 
-EDIT_OPS = (
-    "rewrite",
-    "expand",
-    "shorten",
-    "insert_paragraph",
-    "insert_image",
-    "replace_image",
-    "remove_image",
-    "choose_image",
-)
 LibraryField = str | list[str] | None
 CHARS_PER_TOKEN = 3  # a cautious estimate: English is ~4 characters a token, other scripts fewer
 # The option fields and their bounds are the engine's option models (one validation for
@@ -67,15 +58,8 @@ class DescribeRequest(DescribeOptions):
     path: str | None = None
 
 
-class EditRequest(EditOptions):
-    op: Literal[EDIT_OPS]  # type: ignore[valid-type]
+class EditRequest(Edit):
     article: dict[str, Any]
-    index: int | None = Field(None, ge=0)
-    how: str = Field("", max_length=2000)
-    after: int | None = Field(None, ge=0)
-    topic: str = Field("", max_length=2000)
-    figure: int | None = Field(None, ge=0)
-    image: str | None = None  # choose_image: one of the figure's candidates
     text: str | None = None  # the person's text of an illustrated cell: the result's `cell`
     library: LibraryField = None
     cells: bool = False
@@ -175,11 +159,7 @@ def article_result(
     ``text`` (illustrate): the person's text, also returned as one ``cell`` with the
     figures inserted in place.
     """
-    data = article.to_dict()
-    for fig in data["figures"]:
-        fig["image"] = paths.display(fig["image"])
-        for cand in fig["candidates"]:
-            cand["image"] = paths.display(cand["image"])
+    data = article.with_image_paths(paths.display).to_dict()
     result: dict[str, Any] = {
         "article": data,
         "markdown": article_markdown(article, lambda f: paths.display(f.image)),
@@ -204,17 +184,7 @@ def article_from_client(data: dict[str, Any], paths: Paths) -> Article:
             "the article is not valid article JSON",
             "send the 'article' of an earlier result unchanged",
         ) from None
-    for fig in article.figures:
-        fig.image = str(paths.figure_in(fig.image))
-        for cand in fig.candidates:
-            cand.image = str(paths.figure_in(cand.image))
-    return article
-
-
-def _need(value: int | None, name: str, op: str) -> int:
-    if value is None:
-        raise InputError(f"the {op} edit needs '{name}'", f"give '{name}' (an index)")
-    return value
+    return article.with_image_paths(lambda image: str(paths.figure_in(image)))
 
 
 async def prepare(op: str, data: Any, paths: Paths, limits: Limits | None = None) -> Prepared:
@@ -228,18 +198,7 @@ async def prepare(op: str, data: Any, paths: Paths, limits: Limits | None = None
         library = await _library(req.library, paths, limits)
 
         def compose(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
-            article = engine.compose(
-                req.instruction,
-                library,
-                n_images=req.n_images,
-                candidates=req.candidates,
-                language=req.language,
-                sections=req.sections,
-                words=req.words,
-                seed=req.seed,
-                title=req.title,
-                progress=progress,
-            )
+            article = engine.compose(req.instruction, library, req, progress=progress)
             return article_result(article, paths, req.cells)
 
         return Prepared(op, compose)
@@ -248,14 +207,7 @@ async def prepare(op: str, data: Any, paths: Paths, limits: Limits | None = None
         library = await _library(req.library, paths, limits)
 
         def illustrate(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
-            article = engine.illustrate(
-                req.text,
-                library,
-                n_images=req.n_images,
-                candidates=req.candidates,
-                seed=req.seed,
-                progress=progress,
-            )
+            article = engine.illustrate(req.text, library, req, progress=progress)
             return article_result(article, paths, req.cells, text=req.text)
 
         return Prepared(op, illustrate)
@@ -283,9 +235,7 @@ def check_image(image: Path, shown: str) -> None:
 
 def describe_work(req: DescribeRequest, image: Path, shown: str) -> Prepared:
     def describe(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
-        text = engine.describe(
-            image, req.question, style=req.style, language=req.language, progress=progress
-        )
+        text = engine.describe(image, options=req, progress=progress)
         return {"text": text, "image": shown, "style": req.style}
 
     return Prepared("describe", describe)
@@ -297,68 +247,15 @@ async def _prepare_edit(req: EditRequest, paths: Paths, limits: Limits) -> Prepa
     library = await _library(req.library, paths, limits) if needs_library else None
     if req.text is not None:
         limits.check_text(req.text, "text to illustrate")
-    chosen = None
-    if req.op == "choose_image":
-        if req.image is None:
-            raise InputError("the choose_image edit needs 'image'", "give one of the candidates")
-        chosen = paths.figure_in(req.image)
-        check_choice(article, _need(req.figure, "figure", req.op), chosen, req.image)
-    op = req.op
+    if req.image is not None:
+        req = req.model_copy(update={"image": str(paths.figure_in(req.image))})
+    check_edit(article, req)  # before queueing: a missing or wrong target is a 400 now
 
     def edit(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
-        seed = {"seed": req.seed, "progress": progress}
-        if op == "rewrite":
-            new = engine.rewrite_paragraph(article, _need(req.index, "index", op), req.how, **seed)
-        elif op == "expand":
-            new = engine.expand_paragraph(article, _need(req.index, "index", op), **seed)
-        elif op == "shorten":
-            new = engine.shorten_paragraph(article, _need(req.index, "index", op), **seed)
-        elif op == "insert_paragraph":
-            new = engine.insert_paragraph(article, _need(req.after, "after", op), req.topic, **seed)
-        elif op == "insert_image":
-            new = engine.insert_image(
-                article,
-                _need(req.after, "after", op),
-                library,
-                candidates=req.candidates,
-                progress=progress,
-            )
-        elif op == "replace_image":
-            new = engine.replace_image(
-                article,
-                _need(req.figure, "figure", op),
-                library,
-                candidates=req.candidates,
-                progress=progress,
-            )
-        elif op == "choose_image":
-            new = choose_image(article, _need(req.figure, "figure", op), chosen)
-        else:
-            new = engine.remove_image(article, _need(req.figure, "figure", op))
+        new = engine.edit(article, req, library, progress=progress)
         return article_result(new, paths, req.cells, text=req.text)
 
-    return Prepared(f"edit:{op}", edit)
-
-
-def check_choice(article: Article, figure: int, chosen: Path, shown: str) -> None:
-    if figure >= len(article.figures):
-        raise InputError(f"there is no figure {figure}", f"give 0 to {len(article.figures) - 1}")
-    if all(Path(c.image) != chosen for c in article.figures[figure].candidates):
-        raise InputError(
-            f"image '{shown}' is not a candidate of figure {figure}",
-            "choose one of the figure's candidates",
-        )
-
-
-def choose_image(article: Article, figure: int, chosen: Path | None) -> Article:
-    """The figure shows the candidate the person chose (no model call: the caption stays)."""
-    new = Article.from_dict(article.to_dict())
-    fig = new.figures[figure]
-    cand = next(c for c in fig.candidates if Path(c.image) == chosen)
-    fig.image, fig.sha256, fig.score = cand.image, cand.sha256, cand.score
-    fig.alt = fig.caption  # the old alt text described the old image
-    fig.provenance.update(image="person", alt="caption")
-    return new
+    return Prepared(f"edit:{req.op}", edit)
 
 
 def save_upload(data: bytes, folder: Path, max_bytes: int, name: str = "upload") -> Path:

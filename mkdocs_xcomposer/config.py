@@ -111,9 +111,11 @@ class XComposerConfig(Config):
     there fails the build with the command that fills it.  Default: on when the ``CI``
     environment variable is set.  ``XCOMPOSER_FROZEN=0`` or ``=1`` overrides both."""
 
-    concurrency = c.Type(int, default=1)
-    """How many blocks are composed at once (a local model answers one call at a time
-    anyway; raise it for a server backend)."""
+    concurrency = c.Deprecated(
+        message="the 'concurrency' option of the xcomposer plugin is no longer used: blocks "
+        "are composed as many at once as the backend takes (a server backend's "
+        "'concurrency' setting under engine:); remove it"
+    )
 
     alt_text = OnOffChoice(("off", "missing"), on="missing", off="off", default="off")
     """``missing``: Markdown images without alt text (``![](cat.png)``) get one, from the

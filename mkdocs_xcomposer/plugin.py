@@ -136,7 +136,6 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             self.folders,
             self.fingerprints,
             frozen,
-            self.config.concurrency,
             fill,
         )
         if self.workshop is None:

@@ -13,20 +13,6 @@ from typing import Any
 
 from .blocks import Block, check_options
 
-DEFAULTS: dict[str, Any] = {
-    "max_images": "auto",
-    "candidates": 4,
-    "words": 80,
-    "sections": 4,
-    "language": None,
-    "seed": None,
-    "backend": None,
-    "question": None,
-    "style": "caption",
-    "show_image": False,
-    "title_level": None,
-}
-
 
 @dataclass(frozen=True)
 class Folders:
@@ -56,19 +42,13 @@ class BlockSpec:
     block: Block
     text: str
     """The instruction (compose) or the writer's text (illustrate); empty for describe."""
+    options: Any
+    """The engine's options for the block's kind (``ComposeOptions``, ``IllustrateOptions``,
+    ``DescribeOptions``), checked by the engine's models: the one home of their bounds."""
     image_dirs: tuple[Path, ...] = ()
     image: Path | None = None
     """The image a describe block is about."""
-    title: str | None = None
-    n_images: int | str = "auto"
-    candidates: int = 4
-    words: int = 80
-    sections: int = 4
-    language: str | None = None
-    seed: int | None = None
     backend: str | None = None
-    question: str | None = None
-    style: str = "caption"
     show_image: bool = False
     title_level: int | None = None
 
@@ -78,50 +58,28 @@ class BlockSpec:
 
     def key_inputs(self, folders: Folders) -> dict[str, Any]:
         """Everything the page says that changes the result, with portable paths."""
-        options: dict[str, Any] = {"backend": self.backend}
-        if self.kind == "compose":
-            options |= {
-                "title": self.title,
-                "max_images": self.n_images,
-                "candidates": self.candidates,
-                "words": self.words,
-                "sections": self.sections,
-                "language": self.language,
-                "seed": self.seed,
-            }
-        elif self.kind == "illustrate":
-            options |= {"max_images": self.n_images, "candidates": self.candidates}
-            options["seed"] = self.seed
-        else:
-            options |= {"question": self.question, "style": self.style, "language": self.language}
         return {
             "kind": self.kind,
             "text": self.text,
             "image": folders.portable(self.image) if self.image else None,
             "images": [folders.portable(d) for d in self.image_dirs],
-            "options": options,
+            "options": self.options.model_dump() | {"backend": self.backend},
         }
 
 
 def build_spec(block: Block, folders: Folders, backends: set[str]) -> BlockSpec:
     """Check ``block``'s options and paths; raise :class:`BlockError` with ``page.md:LINE``."""
     check_options(block)
-    opts = DEFAULTS | block.options
-    backend = _optional_str(block, opts, "backend")
+    opts = dict(block.options)
+    backend = _optional_str(block, opts.pop("backend", None), "backend")
     if backend is not None and backend not in backends:
         known = ", ".join(sorted(backends)) or "none are configured"
         raise block.error(
             f"backend '{backend}' is not configured (named backends: {known}); "
             "add it under the plugin's engine: backends: or remove the option"
         )
-    common = {
-        "block": block,
-        "backend": backend,
-        "language": _optional_str(block, opts, "language"),
-    }
     if block.kind == "describe":
-        return _describe_spec(block, folders, opts, common)
-
+        return _describe_spec(block, folders, opts, backend)
     text = block.body.strip()
     if not text:
         what = "instruction" if block.kind == "compose" else "text to illustrate"
@@ -129,42 +87,33 @@ def build_spec(block: Block, folders: Folders, backends: set[str]) -> BlockSpec:
             f"the {block.kind} block's {what} is empty; write it between the header and "
             "the closing ///"
         )
-    compose = block.kind == "compose"
-    values = {k: opts[k] for k in ("candidates", "seed")} | {"n_images": opts["max_images"]}
-    if compose:
-        values |= {"words": opts["words"], "sections": opts["sections"]}
-    checked = _engine_options(block, compose, values)
-    spec = dict(
-        common,
-        text=text,
-        image_dirs=_image_dirs(block, folders, opts.get("images")),
-        n_images=checked.n_images,
-        candidates=checked.candidates,
-        seed=checked.seed,
+    image_dirs = _image_dirs(block, folders, opts.pop("images", None))
+    level = opts.pop("title_level", None)
+    if level is not None and (not _is_int(level) or not 1 <= level <= 5):
+        raise block.error(f"title_level must be 1 to 5, not {level!r}")
+    if block.kind == "compose":
+        opts["title"] = block.argument or None
+    options = _engine_options(block, opts)
+    return BlockSpec(
+        block, text, options, image_dirs=image_dirs, backend=backend, title_level=level
     )
-    if compose:
-        level = opts["title_level"]
-        if level is not None and (not _is_int(level) or not 1 <= level <= 5):
-            raise block.error(f"title_level must be 1 to 5, not {level!r}")
-        spec |= {
-            "title": block.argument or None,
-            "words": checked.words,
-            "sections": checked.sections,
-            "title_level": level,
-        }
-    return BlockSpec(**spec)
 
 
 # The engine's option names that a block spells its own way.
 _BLOCK_NAMES = {"n_images": "max_images"}
 
 
-def _engine_options(block: Block, compose: bool, values: dict[str, Any]) -> Any:
+def _engine_options(block: Block, values: dict[str, Any]) -> Any:
     """The block's options checked by the engine's option models (the one home of their
     bounds), a failure reported at the block's ``page.md:LINE`` in the block's own words."""
-    from xcomposer import ComposeOptions, IllustrateOptions, OptionError
+    from xcomposer import ComposeOptions, DescribeOptions, IllustrateOptions, OptionError
 
-    model = ComposeOptions if compose else IllustrateOptions
+    model = {"compose": ComposeOptions, "illustrate": IllustrateOptions}.get(
+        block.kind, DescribeOptions
+    )
+    for engine_name, block_name in _BLOCK_NAMES.items():
+        if block_name in values:
+            values[engine_name] = values.pop(block_name)
     try:
         return model.parse(values)
     except OptionError as err:
@@ -175,9 +124,9 @@ def _engine_options(block: Block, compose: bool, values: dict[str, Any]) -> Any:
 
 
 def _describe_spec(
-    block: Block, folders: Folders, opts: dict[str, Any], common: dict[str, Any]
+    block: Block, folders: Folders, opts: dict[str, Any], backend: str | None
 ) -> BlockSpec:
-    from xcomposer import DESCRIBE_STYLES, IMAGE_SUFFIXES
+    from xcomposer import IMAGE_SUFFIXES
 
     if not block.argument:
         raise block.error(
@@ -192,22 +141,11 @@ def _describe_spec(
         )
     if image.suffix.lower() not in IMAGE_SUFFIXES:
         raise block.error(f"'{block.argument}' is not an image file (by its extension)")
-    style = opts["style"]
-    if style not in DESCRIBE_STYLES:
-        raise block.error(f"style must be one of {', '.join(DESCRIBE_STYLES)}, not {style!r}")
-    question = _optional_str(block, opts, "question")
-    if question is not None and not question.strip():
-        raise block.error("the question is empty; ask something about the image or remove it")
-    if not isinstance(opts["show_image"], bool):
-        raise block.error(f"show_image must be true or false, not {opts['show_image']!r}")
-    return BlockSpec(
-        **common,
-        text="",
-        image=image,
-        question=question,
-        style=style,
-        show_image=opts["show_image"],
-    )
+    show_image = opts.pop("show_image", False)
+    if not isinstance(show_image, bool):
+        raise block.error(f"show_image must be true or false, not {show_image!r}")
+    options = _engine_options(block, opts)
+    return BlockSpec(block, "", options, image=image, backend=backend, show_image=show_image)
 
 
 def _image_dirs(block: Block, folders: Folders, images: Any) -> tuple[Path, ...]:
@@ -248,8 +186,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _optional_str(block: Block, opts: dict[str, Any], name: str) -> str | None:
-    value = opts[name]
+def _optional_str(block: Block, value: Any, name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise block.error(f"{name} must be text, not {value!r}")
     return value

@@ -39,8 +39,10 @@ class ScriptedBackend(Backend):
         answer: Callable[[GenerateRequest], str] | None = None,
         vision: bool = False,
         name: str = "scripted",
+        concurrency: int = 1,
     ) -> None:
         self.answer = answer or default_answer
+        self.concurrency = concurrency
         self.vision = vision
         self.name = name
         self.requests: list[GenerateRequest] = []

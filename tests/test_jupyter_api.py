@@ -132,10 +132,15 @@ def test_edits_take_the_article_back(api: Api, composed: dict[str, Any]) -> None
         p for i, p in enumerate(article["paragraphs"]) if i != index
     ]
     assert new[index]["text"].strip()
-    # An index that is not a text paragraph: the job fails with the engine's one-line message.
-    job = api.follow(api.start("edit", {"op": "expand", "article": article, "index": 0}))
-    assert job["state"] == "error" and job["status"] == 400
-    assert "paragraph 0 is a heading" in job["error"] and "\n" not in job["error"]
+    # An index that is not a text paragraph: refused before a job is queued, with the
+    # engine's one-line message.
+    code, reply = api.post(
+        "xcomposer", "edit", body={"op": "expand", "article": article, "index": 0}
+    )
+    assert code == 400 and "paragraph 0 is a heading" in reply["error"]
+    assert "\n" not in reply["error"]
+    code, reply = api.post("xcomposer", "edit", body={"op": "expand", "article": article})
+    assert code == 400 and "the expand edit needs 'index'" in reply["error"]
 
 
 def test_describe_without_a_vision_model_says_how_to_configure_one(api: Api) -> None:

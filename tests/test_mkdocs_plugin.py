@@ -191,9 +191,9 @@ def test_a_failing_block_leaves_no_page_and_no_cache_entry(
         return default_answer(request)
 
     pages = {"good.md": COMPOSE.replace("coffee", "tea"), "bad.md": COMPOSE}
-    config = make_site(tmp_path, pages, images=captioned_images, plugin={"concurrency": 2})
+    config = make_site(tmp_path, pages, images=captioned_images)
     with pytest.raises(PluginError, match=r"bad\.md:1: the server went away"):
-        build_site(config, {"main": ScriptedBackend(answer)})
+        build_site(config, {"main": ScriptedBackend(answer, concurrency=2)})
     assert not list((tmp_path / "site").rglob("*.html")), "no page written"
     entries = list((tmp_path / "xcomposer-cache/blocks").rglob("*.json"))
     assert len(entries) == 1, "the good block is kept, the failed one leaves nothing"

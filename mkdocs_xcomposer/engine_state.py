@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from .config import BACKEND_KEYS, XComposerConfig
 
-FORMAT = 1
+FORMAT = 2
 STATE_FILE = "plugin-state.json"
 
 
@@ -42,6 +42,9 @@ class EngineFacts(Protocol):
 
     def models(self, backend: str | None = None) -> Any: ...
 
+    @property
+    def library_reads(self) -> dict[str, Any]: ...
+
 
 @dataclass
 class RememberedFacts:
@@ -51,6 +54,8 @@ class RememberedFacts:
     identities: dict[str, dict[str, Any]]
     model_prints: dict[str, Any]
     library_roots: list[str] = field(default_factory=list)
+    library_reads: dict[str, Any] = field(default_factory=dict)
+    """The library settings that decide which files it reads for an image."""
 
     @property
     def backend_names(self) -> set[str]:
@@ -100,7 +105,11 @@ def load(cache_dir: Path, sig: str | None) -> RememberedFacts | None:
         return None
     try:
         return RememberedFacts(
-            state["names"], state["identities"], state["models"], state["library_roots"]
+            state["names"],
+            state["identities"],
+            state["models"],
+            state["library_roots"],
+            state["library_reads"],
         )
     except (KeyError, TypeError):
         return None
@@ -121,6 +130,7 @@ def store(cache_dir: Path, sig: str | None, facts: EngineFacts, roots: list[str]
         "identities": {c or "": facts.identity(c) for c in choices},
         "models": {c or "": facts.models(c) for c in choices},
         "library_roots": roots,
+        "library_reads": facts.library_reads,
         # None: a model without a local file to watch (a hub id): never trust the state.
         "files": None if files is None else [(str(p), _stat(p)) for p in files],
     }

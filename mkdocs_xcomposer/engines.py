@@ -89,6 +89,12 @@ class Engines:
     def backend_names(self) -> set[str]:
         return set(self.config.backends)
 
+    @property
+    def library_reads(self) -> dict[str, Any]:
+        """The library settings that decide which files it reads for an image."""
+        lib = self.config.library
+        return {"docs_dir": lib.docs_dir, "follow_symlinks_out": lib.follow_symlinks_out}
+
     def get(self, backend: str | None = None) -> Engine:
         with self._lock:
             if backend not in self._engines:

@@ -12,8 +12,11 @@ re-reads only files that changed; no model and no index is needed.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from xcomposer import file_sha256, library_fingerprint  # the package is lazy: no pydantic
 
@@ -23,7 +26,7 @@ class Fingerprints:
 
     def __init__(self) -> None:
         self._hashes: dict[str, tuple[int, int, str]] = {}
-        self._folders: dict[Path, str] = {}
+        self._folders: dict[tuple[Path, str], str] = {}
         self._lock = threading.Lock()
 
     def begin_build(self) -> None:
@@ -44,19 +47,24 @@ class Fingerprints:
             self._hashes[key] = (st.st_size, st.st_mtime_ns, digest)
         return digest
 
-    def folder(self, root: Path) -> str:
-        """One digest over the images under ``root`` and what describes them (once per build)."""
+    def folder(self, root: Path, reads: dict[str, Any] | None = None) -> str:
+        """One digest over the images under ``root`` and what describes them (once per build).
+
+        ``reads``: the library settings that decide which files it reads for an image
+        (``docs_dir``, ``follow_symlinks_out``), as the engine's library has them.
+        """
+        key = (root, json.dumps(reads or {}, sort_keys=True))
         with self._lock:
-            known = self._folders.get(root)
+            known = self._folders.get(key)
         if known is not None:
             return known
-        found = library_fingerprint([root])
+        found = library_fingerprint([root], SimpleNamespace(**(reads or {})))
         with self._lock:
-            self._folders[root] = found
+            self._folders[key] = found
         return found
 
-    def folders(self, roots: tuple[Path, ...]) -> str:
+    def folders(self, roots: tuple[Path, ...], reads: dict[str, Any] | None = None) -> str:
         digest = hashlib.sha256()
         for root in roots:
-            digest.update(self.folder(root).encode("ascii"))
+            digest.update(self.folder(root, reads).encode("ascii"))
         return digest.hexdigest()

@@ -102,7 +102,7 @@ class Workshop:
             assert spec.image is not None
             inputs["content"] = self.fingerprints.file(spec.image)
         else:
-            inputs["content"] = self.fingerprints.folders(spec.image_dirs)
+            inputs["content"] = self.fingerprints.folders(spec.image_dirs, self.facts.library_reads)
         inputs["engine"] = self.facts.identity(spec.backend)
         return Job(
             digest=BlockCache.digest(inputs),
@@ -117,7 +117,7 @@ class Workshop:
         inputs = {
             "kind": "alt",
             "content": self.fingerprints.file(image),
-            "folder": self.fingerprints.folder(image.parent),
+            "folder": self.fingerprints.folder(image.parent, self.facts.library_reads),
             "engine": self.facts.identity(None),
         }
         return Job(

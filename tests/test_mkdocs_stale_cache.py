@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from mkdocs_sites import build_site, make_site
 from scripted import ScriptedBackend
 
@@ -22,10 +23,11 @@ def block(folder: str) -> str:
     )
 
 
-def site(tmp_path: Path, captioned_images: Path) -> Path:
+def site(tmp_path: Path, captioned_images: Path, **plugin: object) -> Path:
     for name in ("a", "b"):
         shutil.copytree(captioned_images, tmp_path / "docs" / "photos" / name)
-    return make_site(tmp_path, {"one.md": block("photos/a"), "two.md": block("photos/b")})
+    pages = {"one.md": block("photos/a"), "two.md": block("photos/b")}
+    return make_site(tmp_path, pages, plugin=plugin or None)
 
 
 def test_editing_a_sidecar_renews_only_the_block_that_uses_its_folder(
@@ -43,3 +45,37 @@ def test_editing_a_sidecar_renews_only_the_block_that_uses_its_folder(
     sidecar.write_text("A rocket lifting off into a clear sky\n")
     assert build_site(config, {"main": ScriptedBackend()}).counts == {"composed": 1, "cached": 1}
     assert build_site(config, {"main": ScriptedBackend()}).counts == {"cached": 2}
+
+
+def test_editing_the_alt_text_a_docs_page_gives_an_image_renews_the_block_that_uses_it(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    # With a docs folder configured, the library reads the alt text and captions its
+    # pages give an image: those pages are files it reads for that image.
+    config = site(tmp_path, captioned_images, engine={"library": {"docs_dir": "docs"}})
+    notes = tmp_path / "docs/notes.md"
+    notes.write_text("# Notes\n\n![A rocket on its pad](photos/a/rocket.jpg)\n")
+    assert build_site(config, {"main": ScriptedBackend()}).counts["composed"] == 2
+    assert build_site(config, {"main": ScriptedBackend()}).counts == {"cached": 2}
+    notes.write_text("# Notes\n\n![A rocket lifting off at dawn](photos/a/rocket.jpg)\n")
+    assert build_site(config, {"main": ScriptedBackend()}).counts == {"composed": 1, "cached": 1}
+    # Prose on a page that gives no image anything is not read for any image.
+    notes.write_text(notes.read_text() + "\nMore words about launches.\n")
+    assert build_site(config, {"main": ScriptedBackend()}).counts == {"cached": 2}
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_folder_linked_from_outside_counts_exactly_when_the_library_follows_it(
+    tmp_path: Path, captioned_images: Path, follow: bool
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shutil.copy(captioned_images / "rocket.jpg", shared / "launch.jpg")
+    (shared / "launch.txt").write_text("A launch tower in the morning\n")
+    engine = {"library": {"follow_symlinks_out": follow}}
+    config = site(tmp_path, captioned_images, engine=engine)
+    (tmp_path / "docs/photos/a/linked").symlink_to(shared, target_is_directory=True)
+    assert build_site(config, {"main": ScriptedBackend()}).counts["composed"] == 2
+    (shared / "launch.txt").write_text("A launch tower at night, lit from below\n")
+    expected = {"composed": 1, "cached": 1} if follow else {"cached": 2}
+    assert build_site(config, {"main": ScriptedBackend()}).counts == expected

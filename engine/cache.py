@@ -1,10 +1,12 @@
-"""Content-addressed results of model calls.
+"""Content-addressed results: single model answers, and whole results built on them.
 
 A key is any JSON-able value (backend fingerprint, recipe version, prompt, image
-content hashes, generation parameters); its SHA-256 names a JSON file.  Entries
-are written atomically (temp file + rename), so a crash never leaves half an
-entry, with the mode the umask gives new files; a corrupt entry is reported once,
-ignored and recomputed.
+content hashes, generation parameters; or everything a page's block asks for);
+its SHA-256 names a JSON file.  Entries are written atomically (temp file +
+rename), so a crash never leaves half an entry, with the mode the umask gives new
+files; a corrupt entry is reported once, ignored and recomputed.  A cache that is
+committed (the MkDocs plugin's finished blocks) marks the entries a build used and
+prunes the others at its end.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
         self._reported: set[str] = set()
+        self._used: set[str] = set()
         self._lock = threading.Lock()
 
     def path_for(self, digest: str) -> Path:
@@ -91,3 +94,31 @@ class ResultCache:
         entry = {"key": key, "value": value}
         data = json.dumps(entry, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
         write_atomic(self.path_for(digest), data)
+
+    # -- committed caches: keep what was used ---------------------------------------------
+    def mark_used(self, key: Any) -> None:
+        """``key``'s entry was used by this run: :meth:`prune` keeps it."""
+        with self._lock:
+            self._used.add(cache_key(key))
+
+    def reset_used(self) -> None:
+        with self._lock:
+            self._used = set()
+
+    def prune(self) -> list[Path]:
+        """Remove the entries this run did not use (:meth:`mark_used`); the removed paths."""
+        if self.readonly or not self.directory.is_dir():
+            return []
+        with self._lock:
+            used = set(self._used)
+        removed = []
+        for folder in self.directory.iterdir():
+            if not folder.is_dir() or len(folder.name) != 2:
+                continue
+            for path in folder.glob("*.json"):
+                if len(path.stem) == 64 and path.stem not in used:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        return removed

@@ -132,8 +132,9 @@ class Workshop:
     # -- the cache ----------------------------------------------------------------------
     def cached(self, job: Job) -> Any | None:
         """The job's stored result if it is there and was made by the model we have."""
-        entry = self.cache.get(job.digest)
-        if entry is None:
+        key = BlockCache.key(job.inputs)
+        entry = self.cache.get(key)
+        if not isinstance(entry, dict) or "result" not in entry:
             return None
         current = self.facts.models(job.backend)
         if current is not None and entry.get("models") not in (None, current):
@@ -141,12 +142,13 @@ class Workshop:
             with self._lock:
                 self._stale.add(job.digest)
             return None
-        self.cache.mark_used(job.digest)
+        self.cache.mark_used(key)
         return entry["result"]
 
     def _store(self, job: Job, result: Any, models: Any) -> None:
-        self.cache.put(job.digest, job.inputs, models, result)
-        self.cache.mark_used(job.digest)
+        key = BlockCache.key(job.inputs)
+        self.cache.put(key, {"models": models, "result": result})
+        self.cache.mark_used(key)
 
     # -- running ------------------------------------------------------------------------
     def resolve(self, jobs: Iterable[Job], background: bool = False) -> dict[str, Outcome]:

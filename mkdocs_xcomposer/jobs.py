@@ -60,20 +60,11 @@ class Outcome:
 class Workshop:
     """Builds jobs from specs, answers them from the cache, composes the rest."""
 
-    def __init__(
-        self,
-        cache: BlockCache,
-        facts: EngineFacts,
-        live: Callable[[], Engines],
-        folders: Folders,
-        fingerprints: Fingerprints,
-        frozen: bool,
-        fill_command: str,
-    ) -> None:
+    def __init__(self) -> None:
+        """An empty workshop; :meth:`reconfigure` gives it each build's settings."""
         self._background: JobRunner | None = None
         self._lock = threading.Lock()
         self._stale: set[str] = set()
-        self.reconfigure(cache, facts, live, folders, fingerprints, frozen, fill_command)
 
     def reconfigure(
         self,
@@ -85,7 +76,7 @@ class Workshop:
         frozen: bool,
         fill_command: str,
     ) -> None:
-        """New settings for the next build (serve keeps the workshop and its background work)."""
+        """The settings of the next build (serve keeps the workshop and its background work)."""
         self.cache = cache
         self.facts = facts
         self.live = live

@@ -139,9 +139,8 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             fill,
         )
         if self.workshop is None:
-            self.workshop = Workshop(*settings)
-        else:
-            self.workshop.reconfigure(*settings)
+            self.workshop = Workshop()
+        self.workshop.reconfigure(*settings)
 
     def _engine_facts(
         self, config_dir: Path, cache_dir: Path, frozen: bool

@@ -137,19 +137,28 @@ class Article:
         """
         url_of = image_url or (lambda f: Path(f.image).as_posix())
         out: list[str] = []
+        for text, _heading, figures in self.markdown_parts(title_level):
+            out.append(text)
+            out.extend(render_figure(fig, url_of(fig), figure_html) for fig in figures)
+        return "\n\n".join(out) + "\n"
+
+    def markdown_parts(self, title_level: int = 1) -> list[tuple[str, bool, list[Figure]]]:
+        """The title and each paragraph as Markdown by the one policy of :meth:`to_markdown`,
+        each with whether it opens a section (the title, a heading) and the figures after
+        it: for front ends that lay an article out their own way (notebook cells)."""
+        parts: list[tuple[str, bool, list[Figure]]] = []
         if self.title and title_level:
-            out.append(f"{'#' * title_level} {markdown_line(self.title)}")
+            parts.append((f"{'#' * title_level} {markdown_line(self.title)}", True, []))
         section = "#" * min(title_level + 1, 6)
         for i, para in enumerate(self.paragraphs):
             if para.kind == "heading":
-                out.append(f"{section} {markdown_line(para.text)}")
+                text = f"{section} {markdown_line(para.text)}"
             elif para.kind == "text" and self.model_written:
-                out.append(markdown_text(para.text))
+                text = markdown_text(para.text)
             else:
-                out.append(terminal_safe(para.text))
-            for fig in self.figures_after(i):
-                out.append(render_figure(fig, url_of(fig), figure_html))
-        return "\n\n".join(out) + "\n"
+                text = terminal_safe(para.text)
+            parts.append((text, para.kind == "heading", self.figures_after(i)))
+        return parts
 
 
 def render_figure(fig: Figure, url: str, as_html: bool) -> str:

@@ -4,9 +4,9 @@ Attachments keep a notebook self-contained: ``![alt](attachment:NAME)`` in the
 cell's source, the image bytes in its ``attachments``.  Large images are scaled
 down (``max_side``) so a shared notebook stays small.
 
-Model text is untrusted: in a composed article (the model wrote every word) ``<``,
-``>`` and ``&`` are escaped before they reach Markdown; a person's own text from
-``illustrate`` stays word for word (JupyterLab sanitises Markdown cells anyway).
+Model text is untrusted: cells are written by the engine's one Markdown policy
+(``Article.markdown_parts``): a composed article's words render as literal text; a
+person's own text from ``illustrate`` stays word for word.
 The preview is HTML built here with every piece of text escaped.
 """
 
@@ -24,23 +24,12 @@ from xcomposer import (
     Figure,
     encode_image,
     markdown_line,
-    markdown_text,
     open_image,
     url_path,
 )
 
 MAX_SIDE = 1024
 KEEP_BYTES = 600_000  # images this small (and no larger than MAX_SIDE) keep their own bytes
-
-
-def escape_markdown_text(text: str) -> str:
-    """One line of model text, safe in Markdown and HTML (captions, alt text, headings)."""
-    return markdown_line(text)
-
-
-def escape_html_only(text: str) -> str:
-    """Model prose: the engine's one safe renderer (literal Markdown, no HTML)."""
-    return markdown_text(text)
 
 
 def image_attachment(path: str | Path, max_side: int = MAX_SIDE) -> tuple[str, str, bytes]:
@@ -66,7 +55,7 @@ def attachment_name(fig: Figure | dict[str, Any], ext: str) -> str:
 
 
 def figure_markdown(alt: str, caption: str, target: str) -> str:
-    return f"![{escape_markdown_text(alt)}]({target})\n\n*{escape_markdown_text(caption)}*"
+    return f"![{markdown_line(alt)}]({target})\n\n*{markdown_line(caption)}*"
 
 
 def markdown_cell(source: str, attachments: dict[str, dict[str, str]] | None = None) -> dict:
@@ -81,27 +70,13 @@ def markdown_cell(source: str, attachments: dict[str, dict[str, str]] | None = N
 
 
 def _article_sections(article: Article) -> list[list[str | Figure]]:
-    """The article as sections of Markdown text (escaped where the model wrote it) and figures.
-
-    One policy for everything this adapter emits (cells, the ``markdown`` field):
-    in a composed article every word is the model's and is escaped; a person's
-    own text from ``illustrate`` stays as written.
-    """
-    model_text = bool(article.instruction)
+    """The article as sections (the title and each heading open one) of Markdown text,
+    escaped by the engine's one policy (``Article.markdown_parts``), and figures."""
     sections: list[list[str | Figure]] = [[]]
-    if article.title:
-        title = escape_markdown_text(article.title) if model_text else article.title
-        sections[0].append(f"# {title}")
-    for i, para in enumerate(article.paragraphs):
-        if para.kind == "heading":
-            if sections[-1]:
-                sections.append([])
-            text = escape_markdown_text(para.text) if model_text else para.text
-            sections[-1].append(f"## {text}")
-        else:
-            text = escape_html_only(para.text) if model_text and para.kind == "text" else para.text
-            sections[-1].append(text)
-        sections[-1].extend(article.figures_after(i))
+    for text, opens_section, figures in article.markdown_parts():
+        if opens_section and sections[-1]:
+            sections.append([])
+        sections[-1].extend([text, *figures])
     return [section for section in sections if section]
 
 

@@ -85,6 +85,7 @@ _EXPORTS = {
         "url_path",
     ),
     "edit": ("check_edit",),
+    "page_images": ("markdown_images", "MarkdownImage", "resolve_src"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -141,6 +142,7 @@ if TYPE_CHECKING:
         OptionError,
         Switch,
     )
+    from .page_images import MarkdownImage, markdown_images, resolve_src
     from .progress import Progress, ProgressCallback
     from .safe_text import (
         MAX_BLOCK_CHARS,
@@ -176,6 +178,9 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "resolve_src",
+    "markdown_images",
+    "MarkdownImage",
     "check_edit",
     "EDIT_OPS",
     "Edit",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from xcomposer import markdown_line
 
-from mkdocs_xcomposer.alt_text import escape_alt, find_missing
+from mkdocs_xcomposer.alt_text import find_missing
 from mkdocs_xcomposer.blocks import BlockError, check_options, find_blocks
 from mkdocs_xcomposer.render import neutralise
 
@@ -103,8 +104,8 @@ def test_missing_alt_is_found_only_where_empty(tmp_path) -> None:  # noqa: ANN00
         "![](../../outside.png)\n"
     )
     found = find_missing(text, page, docs)
-    assert [(m.line, m.src, m.title) for m in found] == [
+    assert [(m.line, m.found.src, m.found.title) for m in found] == [
         (1, "img/a.png", ""),
         (3, "img/b.png", ' "Title"'),
     ]
-    assert escape_alt("a [b] *c* <d>") == "a \\[b\\] \\*c\\* &lt;d&gt;"
+    assert markdown_line("a [b] *c* <d>") == "a \\[b\\] \\*c\\* &lt;d&gt;"

@@ -147,7 +147,7 @@ def test_alt_text_cases_comments_angle_brackets_and_references(tmp_path: Path) -
         "[cat]: photos/cat.jpg\n"
     )
     found = find_missing(page, docs / "index.md", docs)
-    assert [(m.line, m.ref, m.image.name if m.image else None) for m in found] == [
+    assert [(m.line, m.found.ref, m.image.name if m.image else None) for m in found] == [
         (3, "", "lily copy.jpg"),
         (5, "cat", "cat.jpg"),
         (5, "nowhere", None),

@@ -3,9 +3,9 @@
 A writer who used an image before has described it: ``![alt](path "title")``,
 reference images (``![alt][ref]`` + ``[ref]: path``), HTML ``<img alt=...>``,
 ``<figcaption>`` in the same ``<figure>``, an italic line right below the image
-(``*A caption*``), and pymdown's ``/// caption`` block.  Paths are resolved like
-MkDocs does: relative to the page, or to the docs folder when they start with
-``/``.
+(``*A caption*``), and pymdown's ``/// caption`` block.  Markdown images are
+read as everywhere else (:mod:`xcomposer.page_images`: outside code and comments,
+paths resolved like MkDocs does).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import os
 import re
 from collections import defaultdict
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
+from ..page_images import markdown_images, resolve_src
 from .sources import Source, clean_text, markdown_to_text
 
 log = logging.getLogger("xcomposer.library")
@@ -25,15 +25,6 @@ log = logging.getLogger("xcomposer.library")
 MAX_PAGE_BYTES = 2_000_000
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown"}
 
-_INLINE = re.compile(
-    r"!\[(?P<alt>(?:[^\]\\]|\\.)*)\]\(\s*<?(?P<src>[^)\s>]+)>?"
-    r"(?:\s+(?:\"(?P<t1>[^\"]*)\"|'(?P<t2>[^']*)'|\((?P<t3>[^)]*)\)))?\s*\)"
-)
-_REFERENCE = re.compile(r"!\[(?P<alt>(?:[^\]\\]|\\.)*)\]\[(?P<ref>[^\]]*)\]")
-_DEFINITION = re.compile(
-    r"^\s{0,3}\[(?P<ref>[^\]]+)\]:\s*<?(?P<src>\S+?)>?(?:\s+[\"'(](?P<title>.*?)[\"')])?\s*$",
-    re.MULTILINE,
-)
 _IMG_TAG = re.compile(r"<img\b(?P<attrs>[^>]*)>", re.IGNORECASE)
 _ATTR = re.compile(
     r"(?P<name>[\w:-]+)\s*=\s*(?:\"(?P<v1>[^\"]*)\"|'(?P<v2>[^']*)'|(?P<v3>[^\s>]+))"
@@ -44,17 +35,6 @@ _FIGCAPTION = re.compile(
 )
 _ITALIC_LINE = re.compile(r"^\s*(?:\*(?!\*)(?P<a>[^*].*?)\*|_(?!_)(?P<b>[^_].*?)_)\s*$")
 _CAPTION_BLOCK = re.compile(r"^\s*///\s*caption\b.*?\n(?P<text>.*?)\n\s*///", re.DOTALL)
-
-
-def _resolve(src: str, page: Path, docs_dir: Path) -> str | None:
-    parts = urlsplit(src)
-    if parts.scheme or parts.netloc:
-        return None
-    target = unquote(parts.path)
-    if not target:
-        return None
-    base = docs_dir if target.startswith("/") else page.parent
-    return os.path.realpath(base / target.lstrip("/"))
 
 
 def _attrs(text: str) -> dict[str, str]:
@@ -88,25 +68,15 @@ def page_references(page: Path, text: str, docs_dir: Path) -> list[tuple[str, So
     out: list[tuple[str, Source]] = []
 
     def add(src: str, source: str, value: str | None) -> None:
-        target = _resolve(src, page, docs_dir)
+        target = resolve_src(src, page, docs_dir)
         value = clean_text(markdown_to_text(value or "")) if value else ""
         if target and value:
-            out.append((target, (source, value)))
+            out.append((str(target), (source, value)))
 
-    for m in _INLINE.finditer(text):
-        add(m["src"], "markdown-alt", m["alt"].replace("\\", ""))
-        add(m["src"], "markdown-title", m["t1"] or m["t2"] or m["t3"])
-        add(m["src"], "markdown-caption", _caption_after(text, m.end()))
-    definitions = {
-        d["ref"].strip().lower(): (d["src"], d["title"]) for d in _DEFINITION.finditer(text)
-    }
-    for m in _REFERENCE.finditer(text):
-        ref = (m["ref"] or m["alt"]).strip().lower()
-        if ref in definitions:
-            src, title = definitions[ref]
-            add(src, "markdown-alt", m["alt"].replace("\\", ""))
-            add(src, "markdown-title", title)
-            add(src, "markdown-caption", _caption_after(text, m.end()))
+    for image in markdown_images(text):
+        add(image.src, "markdown-alt", image.alt.replace("\\", ""))
+        add(image.src, "markdown-title", image.title_text)
+        add(image.src, "markdown-caption", _caption_after(text, image.end))
     for m in _IMG_TAG.finditer(text):
         attrs = _attrs(m["attrs"])
         if "src" in attrs:
@@ -118,7 +88,7 @@ def page_references(page: Path, text: str, docs_dir: Path) -> list[tuple[str, So
             continue
         body = fig.group(0)
         srcs = [_attrs(m["attrs"]).get("src") for m in _IMG_TAG.finditer(body)]
-        srcs += [m["src"] for m in _INLINE.finditer(body)]
+        srcs += [image.src for image in markdown_images(body)]
         for src in filter(None, srcs):
             add(src, "markdown-caption", re.sub(r"<[^>]+>", " ", caption["text"]))
     return out

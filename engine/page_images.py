@@ -1,0 +1,138 @@
+"""The images a Markdown page shows: ``![alt](src "title")`` and ``![alt][ref]``.
+
+One reading for everything that looks at a page's images: the library (the alt
+text and captions pages already give an image) and the MkDocs plugin (images
+without alt text).  Inline images (``<path with spaces.jpg>`` in angle brackets,
+titles in ``"..."``, ``'...'`` or ``(...)``) and reference images (``![alt][ref]``,
+``![alt][]``, ``![][ref]``, with their ``[ref]: path "title"`` definitions) are
+found outside code fences, inline code and HTML comments.  Paths are resolved the
+way MkDocs resolves them: relative to the page, or to the docs folder when they
+start with ``/``; remote URLs are not local images.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+_IMAGE = re.compile(
+    r"!\[(?P<alt>(?:[^\]\\\n]|\\.)*)\]"
+    r"(?:\(\s*(?:<(?P<asrc>[^>\n]+)>|(?P<src>[^)\s]+))"
+    r"(?P<title>\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)"
+    r"| ?\[(?P<ref>[^\]\n]*)\])"
+)
+_DEFINITION = re.compile(
+    r"^[ ]{0,3}\[(?P<label>[^\]\n]+)\]:[ \t]*(?:<(?P<asrc>[^>\n]+)>|(?P<src>\S+))"
+    r"(?:[ \t]+(?:\"(?P<t1>[^\"\n]*)\"|'(?P<t2>[^'\n]*)'|\((?P<t3>[^)\n]*)\)))?[ \t]*$",
+    re.MULTILINE,
+)
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
+
+
+@dataclass(frozen=True)
+class MarkdownImage:
+    """One image on a page, as written."""
+
+    line: int
+    """1-based line of the page."""
+    start: int
+    end: int
+    """Character offsets of the whole ``![...](...)`` or ``![...][...]``."""
+    alt: str
+    """The alt text as written (Markdown escapes kept)."""
+    src: str
+    """The path or URL as written ("" for a reference without a definition)."""
+    title: str
+    """The title as written, quotes and leading space included (inline images)."""
+    ref: str = ""
+    """Reference-style: the label (``![][cat]``)."""
+    angle: bool = False
+    """The source was written in angle brackets (``![](<a b.jpg>)``)."""
+    defined_title: str = ""
+    """Reference-style: the title its definition gives."""
+
+    @property
+    def title_text(self) -> str:
+        """The title without its quotes."""
+        title = self.title.strip()
+        return title[1:-1] if len(title) >= 2 else self.defined_title
+
+
+def resolve_src(src: str, page: Path, docs_dir: Path) -> Path | None:
+    """The local file ``src`` names, resolved as MkDocs does (symlinks too); ``None`` for
+    a URL or an empty path."""
+    parts = urlsplit(src)
+    if parts.scheme or parts.netloc or not parts.path:
+        return None
+    target = unquote(parts.path)
+    base = docs_dir if target.startswith("/") else page.parent
+    return Path(os.path.realpath(base / target.lstrip("/")))
+
+
+def _label(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def markdown_images(markdown: str, skip: Sequence[tuple[int, int]] = ()) -> list[MarkdownImage]:
+    """Every image of ``markdown`` outside code, comments and the ``skip`` spans (offsets).
+
+    A reference image whose label has no definition keeps ``src`` empty.
+    """
+    found: list[MarkdownImage] = []
+    comments = [(m.start(), m.end()) for m in _COMMENT.finditer(markdown)]
+    definitions = {
+        _label(m["label"]): (m["asrc"] or m["src"], m["t1"] or m["t2"] or m["t3"] or "")
+        for m in _DEFINITION.finditer(markdown)
+    }
+    fence: str | None = None
+    in_comment = False
+    offset = 0
+    for number, line in enumerate(markdown.splitlines(keepends=True), 1):
+        start = offset
+        offset += len(line)
+        text = line.rstrip("\r\n")
+        if fence is not None:
+            if text.lstrip(" \t").startswith(fence) and not text.strip().strip(fence[0]):
+                fence = None
+            continue
+        if in_comment:
+            in_comment = "-->" not in text
+            continue
+        opened = _FENCE.match(text)
+        if opened:
+            fence = opened.group(1)
+            continue
+        if "<!--" in text and "-->" not in text[text.index("<!--") :]:
+            in_comment = True
+        if any(a <= start < b for a, b in skip):
+            continue
+        for match in _IMAGE.finditer(text):
+            if text[: match.start()].count("`") % 2:  # inside inline code
+                continue
+            if any(a <= start + match.start() < b for a, b in comments):
+                continue
+            where = {"line": number, "start": start + match.start(), "end": start + match.end()}
+            if match["ref"] is not None:
+                ref = match["ref"] or match["alt"]
+                if not ref:  # ``![][]`` names nothing
+                    continue
+                src, title = definitions.get(_label(ref), ("", ""))
+                image = MarkdownImage(
+                    **where, alt=match["alt"], src=src, title="", ref=ref, defined_title=title
+                )
+            else:
+                src = match["asrc"] or match["src"]
+                image = MarkdownImage(
+                    **where,
+                    alt=match["alt"],
+                    src=src,
+                    title=match["title"] or "",
+                    angle=bool(match["asrc"]),
+                )
+            found.append(image)
+    return found

@@ -57,59 +57,64 @@ class Outcome:
     error: str | None = None
 
 
-class Workshop:
-    """Builds jobs from specs, answers them from the cache, composes the rest."""
+@dataclass(frozen=True)
+class BuildSettings:
+    """What one build's jobs are made and answered with."""
 
-    def __init__(self) -> None:
-        """An empty workshop; :meth:`reconfigure` gives it each build's settings."""
+    cache: BlockCache
+    facts: EngineFacts
+    live: Callable[[], Engines]
+    """The live engines, created (and the engine imported) on the first composition."""
+    folders: Folders
+    fingerprints: Fingerprints
+    frozen: bool
+    fill_command: str
+
+
+class Workshop:
+    """Builds jobs from specs, answers them from the cache, composes the rest.
+
+    ``settings`` change with each build; serve keeps the workshop and its background work.
+    """
+
+    def __init__(self, settings: BuildSettings) -> None:
+        self.settings = settings
         self._background: JobRunner | None = None
         self._lock = threading.Lock()
         self._stale: set[str] = set()
 
-    def reconfigure(
-        self,
-        cache: BlockCache,
-        facts: EngineFacts,
-        live: Callable[[], Engines],
-        folders: Folders,
-        fingerprints: Fingerprints,
-        frozen: bool,
-        fill_command: str,
-    ) -> None:
-        """The settings of the next build (serve keeps the workshop and its background work)."""
-        self.cache = cache
-        self.facts = facts
-        self.live = live
-        """The live engines, created (and the engine imported) on the first composition."""
-        self.folders = folders
-        self.fingerprints = fingerprints
-        self.frozen = frozen
-        self.fill_command = fill_command
+    @property
+    def cache(self) -> BlockCache:
+        return self.settings.cache
 
     # -- jobs ---------------------------------------------------------------------------
     def job_for(self, spec: BlockSpec) -> Job:
-        inputs = spec.key_inputs(self.folders)
+        inputs = spec.key_inputs(self.settings.folders)
         if spec.kind == "describe":
             assert spec.image is not None
-            inputs["content"] = self.fingerprints.file(spec.image)
+            inputs["content"] = self.settings.fingerprints.file(spec.image)
         else:
-            inputs["content"] = self.fingerprints.folders(spec.image_dirs, self.facts.library_reads)
-        inputs["engine"] = self.facts.identity(spec.backend)
+            inputs["content"] = self.settings.fingerprints.folders(
+                spec.image_dirs, self.settings.facts.library_reads
+            )
+        inputs["engine"] = self.settings.facts.identity(spec.backend)
         return Job(
             digest=BlockCache.digest(inputs),
             inputs=inputs,
             where=spec.block.where,
             kind=spec.kind,
             backend=spec.backend,
-            run=lambda engine, progress: run_spec(engine, spec, self.folders, progress),
+            run=lambda engine, progress: run_spec(engine, spec, self.settings.folders, progress),
         )
 
     def alt_job(self, where: str, image: Path) -> Job:
         inputs = {
             "kind": "alt",
-            "content": self.fingerprints.file(image),
-            "folder": self.fingerprints.folder(image.parent, self.facts.library_reads),
-            "engine": self.facts.identity(None),
+            "content": self.settings.fingerprints.file(image),
+            "folder": self.settings.fingerprints.folder(
+                image.parent, self.settings.facts.library_reads
+            ),
+            "engine": self.settings.facts.identity(None),
         }
         return Job(
             digest=BlockCache.digest(inputs),
@@ -127,7 +132,7 @@ class Workshop:
         entry = self.cache.get(key)
         if not isinstance(entry, dict) or "result" not in entry:
             return None
-        current = self.facts.models(job.backend)
+        current = self.settings.facts.models(job.backend)
         if current is not None and entry.get("models") not in (None, current):
             log.info("%s: cached for another model file; it is composed again", job.where)
             with self._lock:
@@ -152,7 +157,7 @@ class Workshop:
             result = self.cached(job)
             if result is not None:
                 outcomes[job.digest] = Outcome("cached", result)
-            elif self.frozen:
+            elif self.settings.frozen:
                 outcomes[job.digest] = Outcome("missing", error=self.missing_message(job))
             else:
                 todo[job.digest] = job
@@ -163,7 +168,7 @@ class Workshop:
         elif todo:
             from xcomposer import run_all
 
-            engines = self.live()
+            engines = self.settings.live()
             workers = min(engines.get(job.backend).concurrency() for job in todo.values())
             works = [lambda report, job=job: self.compose(job, report) for job in todo.values()]
             outcomes |= dict(zip(todo, run_all(works, workers, name="block"), strict=True))
@@ -176,8 +181,8 @@ class Workshop:
         state = "is cached for another model file" if stale else "is not in the cache"
         return (
             f"{job.where}: {what} {state} (frozen mode: no model is called); "
-            f"fill the cache where the model runs with `{self.fill_command}` and commit "
-            f"{self.folders.portable(self.cache.blocks)}/"
+            f"fill the cache where the model runs with `{self.settings.fill_command}` and commit "
+            f"{self.settings.folders.portable(self.cache.blocks)}/"
         )
 
     def compose(self, job: Job, report: Callable[[Progress], None] | None = None) -> Outcome:
@@ -194,7 +199,7 @@ class Workshop:
                 log.info("%s: %s %s", job.where, job.kind, p)
 
         try:
-            engines = self.live()
+            engines = self.settings.live()
             result = job.run(engines.get(job.backend), progress)
         except XComposerError as err:
             return Outcome("failed", error=f"{job.where}: {err}")
@@ -210,7 +215,7 @@ class Workshop:
 
         with self._lock:
             if self._background is None:
-                live = self.live
+                live = self.settings.live
                 self._background = JobRunner(
                     lambda: live().get(None).concurrency(), thread_name="xcomposer-serve"
                 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +165,8 @@ def _load_plugin(config_file: Path, backends: dict[str, Any] | None) -> tuple[XC
     except PluginError as err:
         raise InputError(str(err)) from None
     assert plugin.workshop is not None
-    plugin.workshop.frozen = True  # materialize reads the cache; it never composes
+    # materialize reads the cache; it never composes
+    plugin.workshop.settings = replace(plugin.workshop.settings, frozen=True)
     return plugin, config
 
 
@@ -177,7 +179,8 @@ def _commented(block_text: str) -> str:
 
 
 def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerPlugin) -> str:
-    from .alt_text import escape_alt
+    from xcomposer import markdown_line, url_path
+
     from .jobs import load_article
     from .render import article_markdown, neutralise
 
@@ -186,9 +189,8 @@ def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerP
 
     def image_markdown(image: Path, alt: str, caption: str) -> str:
         target = _page_image(image, plugin)
-        url = Path(os.path.relpath(target, page.parent)).as_posix()
-        url = url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-        line = f"![{escape_alt(alt)}]({url})"
+        url = url_path(Path(os.path.relpath(target, page.parent)))
+        line = f"![{markdown_line(alt)}]({url})"
         caption_line = neutralise(" ".join(caption.split()))
         return f"{line}\n*{_no_stars(caption_line)}*" if caption_line else line
 

@@ -33,7 +33,7 @@ from .config import DEFAULT_CACHE_DIR, OLD_CACHE_DIR, XComposerConfig, resolve_f
 from .engine_state import EngineFacts
 from .extension import NoticePart, PageRef, Replacement, XComposerExtension
 from .fingerprint import Fingerprints
-from .jobs import Job, Outcome, Workshop
+from .jobs import BuildSettings, Job, Outcome, Workshop
 from .page_text import lines_before, shown
 from .render import FigureStyle
 from .site_files import SiteImages, is_sidecar
@@ -129,7 +129,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             fill = f"xcomposer site fill {shown(str(config_file))}"
         else:
             fill = f"XCOMPOSER_FROZEN=0 mkdocs build -f {shown(str(config_file))}"
-        settings = (
+        settings = BuildSettings(
             BlockCache(cache_dir),
             facts,
             lambda: self._live_engines(config_dir, cache_dir, frozen),
@@ -139,8 +139,8 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             fill,
         )
         if self.workshop is None:
-            self.workshop = Workshop()
-        self.workshop.reconfigure(*settings)
+            self.workshop = Workshop(settings)
+        self.workshop.settings = settings
 
     def _engine_facts(
         self, config_dir: Path, cache_dir: Path, frozen: bool

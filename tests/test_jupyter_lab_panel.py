@@ -78,6 +78,17 @@ def new_notebook(root: Path, name: str, *cells: Any) -> str:
     return name
 
 
+def open_notebook(page: Any, url: str, name: str) -> None:
+    """Open notebook ``name`` (the workspace may reopen others beside it) and wait for its kernel."""
+    page.goto(f"{url}lab/tree/{name}?token={TOKEN}")
+    page.wait_for_function(
+        f"() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+        f" && window.jupyterapp.shell.currentWidget.context.path === '{name}'",
+        timeout=180_000,
+    )
+    page.wait_for_function(KERNEL_IDLE, timeout=180_000)
+
+
 def open_panel(page: Any) -> Any:
     page.evaluate("() => window.jupyterapp.commands.execute('xcomposer:open-panel')")
     panel = page.locator("#jp-xcomposer-panel")
@@ -193,8 +204,7 @@ def test_rewrite_and_remove_after_insert_update_the_same_cells_and_undo_in_one_s
         try:
             replies: list[Any] = []  # the job snapshots the panel polled, results included
             page.on("response", lambda r: replies.append(r) if "/xcomposer/jobs/" in r.url else 0)
-            page.goto(f"{lab['url']}lab/tree/{name}?token={TOKEN}")
-            page.wait_for_function(KERNEL_IDLE, timeout=180_000)
+            open_notebook(page, lab["url"], name)
             panel = open_panel(page)
             page.locator(".jp-Notebook .jp-MarkdownCell").first.click()
             compose_small(page, panel, "Write a short article about harbours and boats")
@@ -251,6 +261,8 @@ KERNEL_JOB = (
     'job = client.start("compose", {"instruction": "Write a long history of lighthouses, '
     'harbours, ships and their keepers",\n'
     '    "library": "images", "sections": 12, "words": 300, "n_images": 0})\n'
+    "import threading\n"
+    "threading.Thread(target=job.wait, daemon=True).start()  # followed, as the widget does\n"
     'print("JOB", client.owner, job.id)'
 )
 
@@ -267,8 +279,7 @@ def test_a_kernel_restarted_mid_job_cancels_it_and_another_notebooks_job_runs(
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             # A long job started from the kernel of one notebook (owned by that kernel).
-            page.goto(f"{lab['url']}lab/tree/{kernel_nb}?token={TOKEN}")
-            page.wait_for_function(KERNEL_IDLE, timeout=180_000)
+            open_notebook(page, lab["url"], kernel_nb)
             page.evaluate(
                 """(code) => {
                   const panel = window.jupyterapp.shell.currentWidget;
@@ -305,7 +316,7 @@ def test_a_kernel_restarted_mid_job_cancels_it_and_another_notebooks_job_runs(
                 ".textContent.startsWith('queued')"
             )
             assert server_job(lab["url"], job_id)["state"] == "running"
-            assert server_queue(lab["url"]) == 1
+            assert server_queue(lab["url"]) == 2  # the kernel's job running, this one waiting
 
             # Restart the first notebook's kernel as a person does: toolbar button, confirm.
             page.evaluate(f"() => window.jupyterapp.shell.activateById('{kernel_tab}')")

@@ -113,8 +113,11 @@ def chat_markdown(result: dict[str, Any]) -> str:
         parts.append(source)
     figures = (result.get("article") or {}).get("figures") or []
     if figures:
+        # the library's own file names (relative to the root), shown as code: no escapes
         listed = ", ".join(
-            f"`{markdown_line(f['image'])}` ({f['score']:.2f})" for f in figures if f.get("image")
+            f"`{' '.join(f['image'].replace('`', chr(39)).split())}` ({f['score']:.2f})"
+            for f in figures
+            if f.get("image")
         )
         parts.append(f"<sub>Figures: {listed}</sub>")
     return "\n\n".join(parts)

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import io
 import re
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 pytest.importorskip("jupyter_ai_persona_manager", reason="needs jupyter-ai's persona manager")
 
 from jupyter_ai_persona_manager import PersonaManager  # noqa: E402
+from jupyter_xcomposer import persona as persona_module  # noqa: E402
 from jupyter_xcomposer.persona import parse_chat_request  # noqa: E402
 from jupyterlab_chat.models import Message  # noqa: E402
 from jupyterlab_chat.websocket_model import WsChatModel  # noqa: E402
@@ -179,3 +181,65 @@ def test_illustrate_in_the_chat_keeps_the_persons_text(chat: Chat) -> None:
     body = reply.split("\n\n<sub>Figures:")[0]
     figure = re.compile(r"\n\n!\[[^\]\n]*\]\(data:[^)\s]+\)\n\n\*[^\n]*\*")
     assert figure.sub("", body) == PERSON_TEXT
+
+
+@pytest.mark.slow
+def test_the_chats_stop_button_cancels_the_job(chat: Chat) -> None:
+    persona = chat.manager.personas[PERSONA]
+    long = "compose images=0 sections=12 words=300 library=images: A long history of ships"
+    message = Message(
+        id=str(uuid.uuid4()),
+        body=long,
+        time=time.time(),
+        sender="person",
+        metadata={PersonaManager.TO_PERSONA_METADATA_KEY: PERSONA},
+    )
+    chat.manager.on_chat_message(chat.model.get_id(), message)
+
+    async def stop_when_running() -> str:
+        deadline = time.monotonic() + 300
+        while not any(re.match(r"\*XComposer: \w+ \d+/\d+", s) for s in chat.seen):
+            assert time.monotonic() < deadline, chat.seen
+            await asyncio.sleep(0.2)
+        assert persona.processing
+        await persona.cancel_response()  # what jupyter-ai's stop button calls
+        while (
+            not (replies := chat.replies())
+            or replies[-1].body.startswith("*XComposer: ")
+            and (replies[-1].body != "*XComposer: cancelled*")
+        ):
+            assert time.monotonic() < deadline, chat.seen
+            await asyncio.sleep(0.2)
+        return replies[-1].body
+
+    assert chat.api.run(stop_when_running()) == "*XComposer: cancelled*"
+
+
+@pytest.mark.slow
+def test_without_the_server_extension_it_runs_an_engine_of_its_own(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    """A chat outside a server with jupyter_xcomposer: an engine from the root's xcomposer.toml."""
+    root = tmp_path / "root"
+    shutil.copytree(captioned_images, root / "images")
+    (root / "xcomposer.toml").write_text(f'cache_dir = "{tmp_path / "cache"}"\n')
+    loop = asyncio.new_event_loop()
+    model = WsChatModel(path="solo.chat", root_dir=root)
+    model.load_from_file()
+    manager = PersonaManager(chat=model, root_dir=str(root), event_loop=loop)
+    persona = manager.personas[PERSONA]
+    message = Message(
+        id="m1",
+        body="compose images=1 sections=1 words=20 library=images: Write about coffee",
+        time=time.time(),
+        sender="person",
+    )
+    try:
+        loop.run_until_complete(persona.on_message(message))
+    finally:
+        service = persona_module._OWN_SERVICES.pop(str(root), None)
+        loop.close()
+    assert service is not None and service.config.cache_dir == str(tmp_path / "cache")
+    service.close()
+    (reply,) = [m.body for m in model.get_messages() if m.sender == PERSONA]
+    assert len(images_in(reply)) == 1 and "Figures: `images/" in reply

@@ -89,6 +89,12 @@ def open_notebook(page: Any, url: str, name: str) -> None:
     page.wait_for_function(KERNEL_IDLE, timeout=180_000)
 
 
+def current_notebook(page: Any) -> Any:
+    """The notebook in front (the workspace may have reopened others, hidden, beside it)."""
+    widget_id = page.evaluate("() => window.jupyterapp.shell.currentWidget.id")
+    return page.locator(f"#{widget_id}")
+
+
 def open_panel(page: Any) -> Any:
     page.evaluate("() => window.jupyterapp.commands.execute('xcomposer:open-panel')")
     panel = page.locator("#jp-xcomposer-panel")
@@ -133,6 +139,9 @@ def test_the_panel_illustrates_in_place_chooses_undoes_composes_and_regenerates(
             (before,) = cell["attachments"]
             page.locator(".jp-MarkdownCell .jp-RenderedMarkdown img").first.wait_for()
             page.screenshot(path=str(ARTIFACTS / "jupyter-panel.png"))
+            # The person's own text: figure edits only, no Rewrite / Expand / Shorten.
+            assert not panel.locator(".jp-xcomposer-edit").is_visible()
+            assert panel.locator(".jp-xcomposer-figure button.jp-xcomposer-remove").count() == 1
 
             # The candidates with their scores; a click on another replaces the figure.
             candidates = panel.locator(".jp-xcomposer-candidate:not(.jp-mod-selected)")
@@ -141,7 +150,7 @@ def test_the_panel_illustrates_in_place_chooses_undoes_composes_and_regenerates(
                 r"\d\.\d\d", candidates.first.locator(".jp-xcomposer-score").inner_text()
             )
             candidates.first.click()
-            wait_status(page, "done: illustrated the cell")
+            wait_status(page, "done: choose image")
             cell = page.evaluate(CELLS)[1]
             (after,) = cell["attachments"]
             assert after != before and FIGURE.sub("", "".join(cell["source"])) == PERSON_TEXT
@@ -206,7 +215,7 @@ def test_rewrite_and_remove_after_insert_update_the_same_cells_and_undo_in_one_s
             page.on("response", lambda r: replies.append(r) if "/xcomposer/jobs/" in r.url else 0)
             open_notebook(page, lab["url"], name)
             panel = open_panel(page)
-            page.locator(".jp-Notebook .jp-MarkdownCell").first.click()
+            current_notebook(page).locator(".jp-MarkdownCell").first.click()
             compose_small(page, panel, "Write a short article about harbours and boats")
             wait_status(page, "done: ")
             composed = page.evaluate(CELLS)
@@ -220,7 +229,7 @@ def test_rewrite_and_remove_after_insert_update_the_same_cells_and_undo_in_one_s
             assert options.count() >= 1
             panel.locator(".jp-xcomposer-how").fill("as a pirate would tell it")
             replies.clear()
-            panel.locator("button.jp-xcomposer-rewrite").click()
+            editor.locator("button.jp-xcomposer-rewrite").click()
             wait_status(page, "done: rewrite")
             rewritten = page.evaluate(CELLS)
             # The cells the article came from hold the edit's cells: same ids, same places.
@@ -288,7 +297,7 @@ def test_a_kernel_restarted_mid_job_cancels_it_and_another_notebooks_job_runs(
                 }""",
                 KERNEL_JOB,
             )
-            page.locator(".jp-Notebook .jp-Cell").first.click()
+            current_notebook(page).locator(".jp-Cell").first.click()
             page.keyboard.press("Escape")
             page.keyboard.press("Control+Enter")
             output = page.locator(".jp-OutputArea-output", has_text="JOB kernel:")
@@ -309,7 +318,7 @@ def test_a_kernel_restarted_mid_job_cancels_it_and_another_notebooks_job_runs(
             )
             page.wait_for_function(KERNEL_IDLE, timeout=180_000)
             panel = open_panel(page)
-            page.locator(".jp-Notebook .jp-MarkdownCell").first.click()
+            current_notebook(page).locator(".jp-MarkdownCell").first.click()
             compose_small(page, panel, "Write a short note about owls", images="0")
             page.wait_for_function(
                 "() => document.querySelector('#jp-xcomposer-panel .jp-xcomposer-status')"

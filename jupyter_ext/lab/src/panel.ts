@@ -82,7 +82,7 @@ export class XComposerPanel extends Widget {
       b.addEventListener('click', run);
       return b;
     };
-    this.buttons = [
+    const actions = [
       button('Compose', 'jp-xcomposer-compose jp-mod-accept', () => void this.compose()),
       button('Illustrate cell', 'jp-xcomposer-illustrate', () => void this.illustrate()),
       button('Describe image cell', 'jp-xcomposer-describe', () => void this.describe()),
@@ -94,7 +94,7 @@ export class XComposerPanel extends Widget {
       button('Expand', 'jp-xcomposer-expand', () => void this.editParagraph('expand')),
       button('Shorten', 'jp-xcomposer-shorten', () => void this.editParagraph('shorten'))
     ];
-    this.buttons.push(...edits);
+    this.buttons = [...actions, ...edits];
     this.editor.append(
       element('label', {}, 'Paragraph ', this.paragraph),
       this.how,
@@ -107,7 +107,7 @@ export class XComposerPanel extends Widget {
       element('label', {}, 'Images ', this.images),
       element('label', {}, 'Sections ', this.sections),
       element('label', {}, 'Words per section ', this.words),
-      element('div', { className: 'jp-xcomposer-actions' }, ...this.buttons, cancel),
+      element('div', { className: 'jp-xcomposer-actions' }, ...actions, cancel),
       this.progress,
       this.status,
       this.editor,

@@ -257,6 +257,21 @@ def test_rewrite_and_remove_after_insert_update_the_same_cells_and_undo_in_one_s
             assert not any("](attachment:" in "".join(c["source"]) for c in removed)
             undo_cell_operation(page)
             assert page.evaluate(CELLS) == composed
+
+            # A person edits a composed cell: a Rewrite would overwrite that, so it is refused.
+            page.evaluate(
+                """() => window.jupyterapp.shell.currentWidget.content.model.sharedModel
+                  .getCell(1).setSource('# My own title')"""
+            )
+            edited = page.evaluate(CELLS)
+            editor.locator("button.jp-xcomposer-rewrite").click()
+            status = panel.locator(".jp-xcomposer-status")
+            page.wait_for_function(
+                "() => document.querySelector('#jp-xcomposer-panel .jp-xcomposer-status')"
+                ".classList.contains('jp-mod-error')"
+            )
+            assert "the cells changed since XComposer wrote them" in status.inner_text()
+            assert page.evaluate(CELLS) == edited
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "jupyter-panel-edits-failure.png"))
             raise

@@ -61,21 +61,6 @@ export function insertCells(panel: NotebookPanel, afterId: string | null, cells:
   return cells.map((_c, k) => model.cells.get(index + k).id);
 }
 
-/** Replace the cells ``ids`` (in place) by ``cells``; the new cells' ids. */
-export function replaceCells(panel: NotebookPanel, ids: string[], cells: ICellJSON[]): string[] {
-  const model = panel.content.model!;
-  const positions = ids.map(id => indexOf(panel, id)).filter(i => i >= 0).sort((a, b) => a - b);
-  const index = positions.length ? positions[0] : model.cells.length;
-  oneStep(panel, () => {
-    for (const position of positions.reverse()) {
-      model.sharedModel.deleteCell(position);
-    }
-    model.sharedModel.insertCells(index, cells.map(markdownCell));
-  });
-  renderFrom(panel, index, cells.length);
-  return cells.map((_c, k) => model.cells.get(index + k).id);
-}
-
 /**
  * Put ``cells`` into the cells ``ids`` they came from (an edit, a regenerate): each
  * existing cell keeps its id and takes the new source and attachments; extra new

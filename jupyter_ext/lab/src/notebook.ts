@@ -17,6 +17,19 @@ function markdownCell(cell: ICellJSON): nbformat.IMarkdownCell {
   };
 }
 
+/**
+ * ``change`` in one shared-model transaction that is one Undo step of its own: never
+ * merged with an edit made just before or after it (the undo manager's capture window).
+ */
+function oneStep(panel: NotebookPanel, change: () => void): void {
+  const shared = panel.content.model!.sharedModel;
+  // The notebook's shared model is a YDocument, whose undo manager is a Y.UndoManager.
+  const undo = (shared as unknown as { undoManager?: { stopCapturing(): void } }).undoManager;
+  undo?.stopCapturing();
+  shared.transact(change);
+  undo?.stopCapturing();
+}
+
 function indexOf(panel: NotebookPanel, id: string): number {
   const cells = panel.content.model!.cells;
   for (let i = 0; i < cells.length; i++) {
@@ -41,40 +54,63 @@ export function insertCells(panel: NotebookPanel, afterId: string | null, cells:
   const model = panel.content.model!;
   const at = afterId ? indexOf(panel, afterId) + 1 : model.cells.length;
   const index = at > 0 ? at : model.cells.length;
-  model.sharedModel.transact(() => {
+  oneStep(panel, () => {
     model.sharedModel.insertCells(index, cells.map(markdownCell));
   });
   renderFrom(panel, index, cells.length);
   return cells.map((_c, k) => model.cells.get(index + k).id);
 }
 
-/** Replace the cells ``ids`` (in place) by ``cells``; the new cells' ids. */
-export function replaceCells(panel: NotebookPanel, ids: string[], cells: ICellJSON[]): string[] {
+/**
+ * Put ``cells`` into the cells ``ids`` they came from (an edit, a regenerate): each
+ * existing cell keeps its id and takes the new source and attachments; extra new
+ * cells go after the last one, cells no longer needed are deleted.  One transaction,
+ * so one Undo restores them all.  The cells' ids afterwards.
+ */
+export function rewriteCells(panel: NotebookPanel, ids: string[], cells: ICellJSON[]): string[] {
   const model = panel.content.model!;
   const positions = ids.map(id => indexOf(panel, id)).filter(i => i >= 0).sort((a, b) => a - b);
-  const index = positions.length ? positions[0] : model.cells.length;
-  model.sharedModel.transact(() => {
-    for (const position of positions.reverse()) {
+  if (!positions.length) {
+    return insertCells(panel, null, cells);
+  }
+  const kept = Math.min(positions.length, cells.length);
+  if (!kept) {
+    oneStep(panel, () => positions.reverse().forEach(p => model.sharedModel.deleteCell(p)));
+    return [];
+  }
+  oneStep(panel, () => {
+    for (let k = 0; k < kept; k++) {
+      writeCell(model.sharedModel.getCell(positions[k]), cells[k]);
+    }
+    for (const position of positions.slice(kept).reverse()) {
       model.sharedModel.deleteCell(position);
     }
-    model.sharedModel.insertCells(index, cells.map(markdownCell));
+    if (cells.length > kept) {
+      model.sharedModel.insertCells(positions[kept - 1] + 1, cells.slice(kept).map(markdownCell));
+    }
   });
-  renderFrom(panel, index, cells.length);
-  return cells.map((_c, k) => model.cells.get(index + k).id);
+  const first = positions[0];
+  const last = positions[kept - 1] + Math.max(0, cells.length - kept);
+  renderFrom(panel, first, last - first + 1);
+  const out = positions.slice(0, kept).map(p => model.cells.get(p).id);
+  for (let k = kept; k < cells.length; k++) {
+    out.push(model.cells.get(positions[kept - 1] + 1 + (k - kept)).id);
+  }
+  return out;
+}
+
+/** The source and attachments of ``cell`` into an existing shared cell. */
+function writeCell(shared: unknown, cell: ICellJSON): void {
+  const target = shared as { setSource(s: string): void; setAttachments?(a: unknown): void };
+  target.setSource(cell.source);
+  target.setAttachments?.(cell.attachments || {});
 }
 
 /** Write ``cell``'s source and attachments into the existing cell ``id`` (illustrate in place). */
 export function updateCell(panel: NotebookPanel, id: string, cell: ICellJSON): void {
   const model = panel.content.model!;
   const target = model.cells.get(indexOf(panel, id)) as ICellModel;
-  model.sharedModel.transact(() => {
-    const shared = target.sharedModel as unknown as {
-      setSource(s: string): void;
-      setAttachments?(a: unknown): void;
-    };
-    shared.setSource(cell.source);
-    shared.setAttachments?.(cell.attachments || {});
-  });
+  oneStep(panel, () => writeCell(target.sharedModel, cell));
   renderFrom(panel, indexOf(panel, id), 1);
 }
 

@@ -2,12 +2,15 @@
  * The XComposer panel (right sidebar): compose into new cells, illustrate the selected
  * Markdown cell in place, describe an image cell; progress across the whole job,
  * cancel, regenerate with a new seed; each figure with its candidates and scores,
- * a click on one replaces the figure in the cells it came from.
+ * a click on one replaces the figure in the cells it came from.  After insertion,
+ * Rewrite / Expand / Shorten a paragraph and Remove a figure update the same cells
+ * (one Undo step each).  A person's own text (an illustrated cell) is never rewritten:
+ * only its figures change.
  */
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 import { IArticle, IJob, IResult, XComposerApi, XComposerError, overallProgress } from './api';
-import { cellImage, insertCells, replaceCells, updateCell } from './notebook';
+import { cellImage, insertCells, rewriteCells, updateCell } from './notebook';
 
 /** Where a result goes: new cells after a cell, or the person's own cell in place. */
 interface ITarget {
@@ -17,6 +20,22 @@ interface ITarget {
   ids: string[];
   text?: string;
   article?: IArticle;
+  /** Each article put into the cells, with the cells' text it gave (newest last). */
+  history?: { article: IArticle; sources: string }[];
+}
+
+const HISTORY = 20;
+
+/** The text of the cells ``ids`` (those still there), to tell which article they show. */
+function cellSources(target: ITarget): string {
+  const cells = target.panel.content.model?.cells;
+  const out: string[] = [];
+  for (let i = 0; cells && i < cells.length; i++) {
+    if (target.ids.includes(cells.get(i).id)) {
+      out.push(cells.get(i).sharedModel.getSource());
+    }
+  }
+  return out.join('\u0000');
 }
 
 function element<K extends keyof HTMLElementTagNameMap>(
@@ -42,7 +61,11 @@ export class XComposerPanel extends Widget {
   readonly progress = element('progress', { className: 'jp-xcomposer-progress', max: 1, value: 0 });
   readonly status = element('div', { className: 'jp-xcomposer-status' });
   readonly figures = element('div', { className: 'jp-xcomposer-figures' });
+  readonly paragraph = element('select', { className: 'jp-xcomposer-paragraph' });
+  readonly how = element('input', { className: 'jp-xcomposer-how', placeholder: 'how to rewrite (optional)' });
+  readonly editor = element('div', { className: 'jp-xcomposer-edit' });
   private job: IJob | null = null;
+  private watched = new WeakSet<NotebookPanel>();
   private target: ITarget | null = null;
   private buttons: HTMLButtonElement[] = [];
 
@@ -59,13 +82,24 @@ export class XComposerPanel extends Widget {
       b.addEventListener('click', run);
       return b;
     };
-    this.buttons = [
+    const actions = [
       button('Compose', 'jp-xcomposer-compose jp-mod-accept', () => void this.compose()),
       button('Illustrate cell', 'jp-xcomposer-illustrate', () => void this.illustrate()),
       button('Describe image cell', 'jp-xcomposer-describe', () => void this.describe()),
       button('Regenerate', 'jp-xcomposer-regenerate', () => void this.regenerate())
     ];
     const cancel = button('Cancel', 'jp-xcomposer-cancel jp-mod-warn', () => void this.cancel());
+    const edits = [
+      button('Rewrite', 'jp-xcomposer-rewrite', () => void this.editParagraph('rewrite')),
+      button('Expand', 'jp-xcomposer-expand', () => void this.editParagraph('expand')),
+      button('Shorten', 'jp-xcomposer-shorten', () => void this.editParagraph('shorten'))
+    ];
+    this.buttons = [...actions, ...edits];
+    this.editor.append(
+      element('label', {}, 'Paragraph ', this.paragraph),
+      this.how,
+      element('div', { className: 'jp-xcomposer-actions' }, ...edits)
+    );
     this.node.append(
       element('h3', { textContent: 'XComposer' }),
       this.instruction,
@@ -73,9 +107,10 @@ export class XComposerPanel extends Widget {
       element('label', {}, 'Images ', this.images),
       element('label', {}, 'Sections ', this.sections),
       element('label', {}, 'Words per section ', this.words),
-      element('div', { className: 'jp-xcomposer-actions' }, ...this.buttons, cancel),
+      element('div', { className: 'jp-xcomposer-actions' }, ...actions, cancel),
       this.progress,
       this.status,
+      this.editor,
       this.figures
     );
     this.setBusy(false);
@@ -87,7 +122,10 @@ export class XComposerPanel extends Widget {
 
   private setBusy(busy: boolean): void {
     this.buttons.forEach(b => (b.disabled = busy));
+    this.figures.querySelectorAll('button').forEach(b => ((b as HTMLButtonElement).disabled = busy));
     this.node.classList.toggle('jp-mod-busy', busy);
+    // Text edits need a composed article: a person's own text is not rewritten.
+    this.editor.hidden = !this.target?.article || this.target.op !== 'compose';
   }
 
   private say(text: string, error = false): void {
@@ -184,15 +222,49 @@ export class XComposerPanel extends Widget {
 
   /** Replace figure ``figure`` by candidate ``image``, in the cells it came from. */
   async choose(figure: number, image: string): Promise<void> {
+    await this.edit('choose_image', { figure, image });
+  }
+
+  /** Remove figure ``figure`` from the cells it came from (the text stays). */
+  async removeFigure(figure: number): Promise<void> {
+    await this.edit('remove_image', { figure });
+  }
+
+  /** Rewrite, expand or shorten the paragraph chosen in the panel, in its cell. */
+  async editParagraph(op: 'rewrite' | 'expand' | 'shorten'): Promise<void> {
+    if (this.target && this.target.op !== 'compose') {
+      this.say('the illustrated cell is your own text: Rewrite, Expand and Shorten change composed articles', true);
+      return;
+    }
+    // A new seed each time: pressing Rewrite again asks for another version, not the cached one.
+    const extra: Record<string, unknown> = {
+      index: Number(this.paragraph.value),
+      seed: Math.floor(Math.random() * 2 ** 31)
+    };
+    if (op === 'rewrite' && this.how.value.trim()) {
+      extra.how = this.how.value.trim();
+    }
+    await this.edit(op, extra);
+  }
+
+  /** An edit of the last result (POST /xcomposer/edit), put into the cells it came from. */
+  private async edit(op: string, extra: Record<string, unknown>): Promise<void> {
     await this.guard(async () => {
       const target = this.target;
       if (!target?.article) {
-        throw new XComposerError('nothing composed yet');
+        throw new XComposerError('compose or illustrate something first');
       }
-      const body = { op: 'choose_image', article: target.article, figure, image, cells: true, text: target.text };
+      if (!this.sync(target)) {
+        throw new XComposerError(
+          'the cells changed since XComposer wrote them: compose or illustrate again to edit them ' +
+            '(an edit would overwrite the changes)'
+        );
+      }
+      const body = { op, article: target.article, cells: true, text: target.text, ...extra };
       const result = await this.follow(await this.api.start('edit', body));
       if (result) {
         this.apply(target, result, true);
+        this.say(`done: ${op.replace('_', ' ')}`);
       }
     });
   }
@@ -241,15 +313,52 @@ export class XComposerPanel extends Widget {
     if (target.op === 'illustrate' && result.cell) {
       updateCell(target.panel, target.ids[0], result.cell);
     } else if (replace) {
-      target.ids = replaceCells(target.panel, target.ids, result.cells || []);
+      target.ids = rewriteCells(target.panel, target.ids, result.cells || []);
     } else {
       target.ids = insertCells(target.panel, target.ids[0] ?? null, result.cells || []);
     }
     target.article = result.article;
+    if (result.article) {
+      const entry = { article: result.article, sources: cellSources(target) };
+      target.history = [...(target.history || []), entry].slice(-HISTORY);
+    }
     this.target = target;
+    this.watch(target.panel);
     this.showFigures(result.article);
+    this.showParagraphs(result.article);
     this.progress.value = 1;
     this.say(`done: ${target.op === 'illustrate' ? 'illustrated the cell' : `${target.ids.length} cell(s)`}`);
+  }
+
+  /**
+   * Which article the cells show now (after an Undo, an earlier one): the panel's
+   * figures, paragraphs and the next edit follow it.  False when the cells match none
+   * (a person edited them).
+   */
+  private sync(target: ITarget): boolean {
+    const now = cellSources(target);
+    const entry = [...(target.history || [])].reverse().find(h => h.sources === now);
+    if (!entry) {
+      return false;
+    }
+    if (entry.article !== target.article) {
+      target.article = entry.article;
+      this.showFigures(entry.article);
+      this.showParagraphs(entry.article);
+    }
+    return true;
+  }
+
+  private watch(panel: NotebookPanel): void {
+    if (this.watched.has(panel) || !panel.content.model) {
+      return;
+    }
+    this.watched.add(panel);
+    panel.content.model.sharedModel.changed.connect(() => {
+      if (this.target?.panel === panel && !this.busy) {
+        this.sync(this.target);
+      }
+    });
   }
 
   private showFigures(article: IArticle | undefined): void {
@@ -269,9 +378,38 @@ export class XComposerPanel extends Widget {
         }
         list.append(item);
       }
+      const remove = element('button', {
+        className: 'jp-Button jp-mod-styled jp-xcomposer-remove',
+        textContent: 'Remove',
+        title: 'Remove this figure from the cells'
+      });
+      remove.addEventListener('click', () => void this.removeFigure(index));
       this.figures.append(
-        element('div', { className: 'jp-xcomposer-figure' }, element('b', { textContent: `Figure ${index + 1}: ` }), fig.caption, list)
+        element(
+          'div',
+          { className: 'jp-xcomposer-figure' },
+          element('b', { textContent: `Figure ${index + 1}: ` }),
+          fig.caption,
+          remove,
+          list
+        )
       );
     });
+  }
+
+  /** The article's text paragraphs, for Rewrite / Expand / Shorten. */
+  private showParagraphs(article: IArticle | undefined): void {
+    const chosen = this.paragraph.value;
+    this.paragraph.replaceChildren();
+    (article?.paragraphs || []).forEach((para, index) => {
+      if (para.kind !== 'text') {
+        return;
+      }
+      const words = para.text.split(/\s+/).slice(0, 8).join(' ');
+      this.paragraph.append(element('option', { value: String(index), textContent: `${index}: ${words}…` }));
+    });
+    if (Array.from(this.paragraph.options).some(o => o.value === chosen)) {
+      this.paragraph.value = chosen;
+    }
   }
 }

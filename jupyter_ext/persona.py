@@ -13,7 +13,8 @@ request is checked exactly as the REST API checks it (the same request models,
 the same root-confined paths), then runs on the server extension's job queue and
 engine when that extension is loaded (one model per server, shared with the
 notebooks), else on an engine of its own built from the same configuration.
-The event loop never waits on the model: the persona follows the job and
+The event loop never waits on the model: the persona follows the job (the engine's
+``Job.wait_async``) and
 updates one chat message with its progress, then replaces it by the article.
 
 Figures are inlined as ``data:`` URIs, the same bytes a notebook cell gets as
@@ -25,7 +26,6 @@ pictures.  Only this module imports jupyter-ai's persona manager.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from dataclasses import dataclass, field
@@ -42,7 +42,6 @@ from .service import EngineService
 
 AVATAR = Path(__file__).parent / "static" / "xcomposer-avatar.svg"
 FOLLOW_SECONDS = 10.0
-FINISHED = ("done", "error", "cancelled")
 # "images" is the chat's word for the REST field n_images.
 OPTIONS = {
     "images": "n_images",
@@ -215,12 +214,12 @@ class XComposerPersona(BasePersona):
         """Follow the job to its end off the event loop, showing each progress event."""
         since = 0
         while True:
-            await asyncio.to_thread(job.wait, since, FOLLOW_SECONDS)
-            snapshot = job.snapshot(since)
+            await job.wait_async(since, FOLLOW_SECONDS)
+            snapshot = self._service.job_reply(job, since)
             if snapshot["events"]:
                 self._show(reply, progress_line(snapshot["events"][-1]))
             since = snapshot["next"]
-            if snapshot["state"] in FINISHED:
+            if job.done:
                 return snapshot
 
     def _show(self, reply: str, body: str, final: bool = False) -> None:

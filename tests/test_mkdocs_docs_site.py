@@ -16,7 +16,7 @@ def test_docs_build_from_the_committed_cache_without_a_model(
     monkeypatch.setenv("CI", "1")
 
     plugin = build_site(ROOT / "mkdocs.yml", site_dir=str(tmp_path / "site"))
-    assert plugin.workshop.frozen
+    assert plugin.workshop.settings.frozen
     assert plugin.counts["cached"] >= 2 and plugin.counts["composed"] == 0
     assert plugin.model_calls() == 0
     page = (tmp_path / "site/showcase/index.html").read_text(encoding="utf-8")

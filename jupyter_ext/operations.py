@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from xcomposer import (
     Article,
     ComposeOptions,
@@ -107,7 +107,8 @@ class Limits:
 
 
 def parse_request(op: str, data: Any) -> _Request:
-    """The request model for ``op``, or an InputError naming the first bad field."""
+    """The request model for ``op``, or an InputError naming the first bad field (a request
+    model is the engine's option model plus the fields only a REST body carries)."""
     if not isinstance(data, dict):
         raise InputError("the request body is not a JSON object", "send a JSON object")
     model = REQUESTS[op]
@@ -116,24 +117,7 @@ def parse_request(op: str, data: Any) -> _Request:
             raise InputError(
                 f"the {op} request needs '{name}'", "see docs/jupyter.md for the fields"
             )
-    try:
-        return model.model_validate({k: v for k, v in data.items() if v is not None})
-    except ValidationError as err:
-        first = err.errors()[0]
-        # the field, not pydantic's union branch names ("n_images.int", "n_images.literal[...]")
-        where = str(first["loc"][0]) if first["loc"] else "body"
-        if first["type"] == "extra_forbidden":
-            raise InputError(
-                f"unknown field '{where}' in the {op} request", "see docs/jupyter.md for the fields"
-            ) from None
-        if first["type"] == "missing":
-            raise InputError(
-                f"the {op} request needs '{where}'", "see docs/jupyter.md for the fields"
-            ) from None
-        raise InputError(
-            f"bad value for '{where}' in the {op} request: {first['msg']}",
-            "see docs/jupyter.md for the fields",
-        ) from None
+    return model.parse(data)  # the engine's one-line OptionError, naming the field
 
 
 NO_LIBRARY = (

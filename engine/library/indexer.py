@@ -49,8 +49,8 @@ from .sources import (
 
 log = logging.getLogger("xcomposer.library")
 
-#: Files per write (and per embedding call): MiniLM on a CPU embeds 256 short texts at once
-#: about 1.6x faster per text than 64 (measured on the 2-core machine, docs/library.md).
+#: Files per write and per embedding call; the embedder splits a call into chunks for its
+#: workers, and one batch is embedded while the next is read (docs/library.md).
 BATCH_FILES = 256
 BATCH_SECONDS = 2.0
 IMAGE_EMBED_SIDE = 512

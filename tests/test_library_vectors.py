@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 from xcomposer.library import row_vectors
 from xcomposer.library.embeddings import BF16_MIN_TEXTS, CHUNK_TEXTS, TextEmbedder
@@ -75,3 +78,25 @@ def test_batches_started_before_earlier_ones_finish_get_their_own_vectors(monkey
         expected = embedder.embed([t for _, t in entries[5][1]])
         assert ((sources.astype(np.float32) * expected).sum(axis=1) >= 0.998).all()
         assert {f["text_model"] for f in fields} == {embedder.model_id}
+
+
+FORK_SCRIPT = """
+import os
+from xcomposer.library.embeddings import TextEmbedder
+texts = [f"a photo of a {i}" for i in range(40)]
+embedder = TextEmbedder()
+embedder.embed(texts)  # the parent's workers exist now
+pid = os.fork()
+if pid == 0:
+    print("child", embedder.embed(texts).shape, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_forked_child_embeds_with_workers_of_its_own():
+    # A forked child has none of its parent's worker threads: reusing their pool would hang.
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert "child (40, 384)" in out.stdout, out.stderr[-2000:]

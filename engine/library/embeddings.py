@@ -71,6 +71,7 @@ PAD_MULTIPLE = 16
 MAX_WORKERS = 8
 PADDING = {"text": {"pad_to_multiple_of": PAD_MULTIPLE}}
 _POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0
 
 
 def _native_bf16() -> bool:
@@ -113,9 +114,10 @@ def _pool() -> ThreadPoolExecutor:
     at load 3 on 2 cores, against 700-1,000 for two one-thread workers);
     independent chunks on independent threads do not wait for each other.
     """
-    global _POOL
+    global _POOL, _POOL_PID
     with _LOCK:
-        if _POOL is None:
+        if _POOL is None or _POOL_PID != os.getpid():  # a forked child has none of the threads
+            _POOL_PID = os.getpid()
             _POOL = ThreadPoolExecutor(
                 max_workers=max(1, min(MAX_WORKERS, _cores())),
                 thread_name_prefix="xcomposer-embed",

@@ -20,7 +20,8 @@ In one run:
 
 ``--write-docs`` replaces the ``## Image library`` section of docs/benchmarks.md.
 
-``--compare REV`` measures only the first index with embeddings, side by side:
+``--compare REV`` measures only the first index with embeddings (``--no-embed``:
+without), side by side:
 the engine of git revision REV and the working tree's, each in a fresh
 process with MiniLM loaded before the clock starts, on the same generated
 images, taking turns (``--rounds``); it prints a table for docs/library.md.
@@ -389,22 +390,23 @@ import xcomposer
 from xcomposer.library import Library
 from xcomposer.library.embeddings import TextEmbedder
 TextEmbedder().embed(["warm up"])
-folder, index = Path(sys.argv[1]), Path(sys.argv[2])
+folder, index, embed = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "embed"
 lib = Library.open([folder], index_dir=index)
 t = time.perf_counter()
-report = lib.update()
+report = lib.update(embed=embed)
 seconds = time.perf_counter() - t
 print(json.dumps({"seconds": seconds, "total": report.total, "engine": xcomposer.__file__}))
 """
 
 
-def first_index(folder: Path, index: Path, engine_parent: Path | None) -> dict:
-    """One first index with embeddings in a fresh process (``engine_parent`` holds an old engine)."""
+def first_index(folder: Path, index: Path, engine_parent: Path | None, embed: bool) -> dict:
+    """One first index in a fresh process (``engine_parent`` holds an old engine)."""
     env = dict(os.environ)
     if engine_parent is not None:
         env["PYTHONPATH"] = str(engine_parent)
     out = subprocess.run(
-        [sys.executable, "-c", FIRST_INDEX_CHILD, str(folder), str(index)],
+        [sys.executable, "-c", FIRST_INDEX_CHILD, str(folder), str(index),
+         "embed" if embed else "plain"],
         capture_output=True, text=True, check=True, env=env,
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -422,12 +424,14 @@ def compare(args: argparse.Namespace, work: Path) -> None:
     (old / "pkg" / "xcomposer").symlink_to(old / "engine")
     folder = work / "images"
     generate_images(folder, args.images)
+    embed = not args.no_embed
+    what = "first index with MiniLM embeddings" if embed else "first index, no embeddings"
     load_start = os.getloadavg()[0]
     runs: dict[str, list[float]] = {"old": [], "new": []}
     for round_no in range(args.rounds):
         for side in ("old", "new") if round_no % 2 == 0 else ("new", "old"):
             index = work / f"index-{side}-{round_no}"
-            got = first_index(folder, index, old / "pkg" if side == "old" else None)
+            got = first_index(folder, index, old / "pkg" if side == "old" else None, embed)
             assert got["total"] == args.images, got
             assert (side == "old") == got["engine"].startswith(str(old)), got
             runs[side].append(got["seconds"])
@@ -439,9 +443,9 @@ def compare(args: argparse.Namespace, work: Path) -> None:
     ).stdout.strip()  # fmt: skip
     text = (
         f"`python bench/library.py --compare {args.compare} --images {args.images} "
-        f"--rounds {args.rounds}` on {machine()}; load average {load_start:.1f} at the start, "
+        f"--rounds {args.rounds}{'' if embed else ' --no-embed'}` on {machine()}; load average {load_start:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end (a shared, loaded machine).\n\n"
-        "| first index with MiniLM embeddings | median seconds | images/s |\n|---|---:|---:|\n"
+        f"| {what} | median seconds | images/s |\n|---|---:|---:|\n"
         f"| before ({head}) | {old_s:.1f} | {args.images / old_s:.1f} |\n"
         f"| now (working tree) | {new_s:.1f} | {args.images / new_s:.1f} |\n\n"
         f"Speed-up: **{old_s / new_s:.2f}x** (runs, seconds: before "
@@ -449,7 +453,7 @@ def compare(args: argparse.Namespace, work: Path) -> None:
         f"{', '.join(f'{x:.1f}' for x in runs['new'])}).\n"
     )
     print(f"\n## {COMPARE_TITLE}\n\n{text}")
-    if args.write_docs:
+    if args.write_docs and embed:
         replace_section(COMPARE_TITLE, text)
 
 
@@ -463,6 +467,9 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     parser.add_argument("--compare", metavar="REV", help="first index only: REV against now")
     parser.add_argument("--rounds", type=int, default=1, help="turns each side takes (--compare)")
+    parser.add_argument(
+        "--no-embed", action="store_true", help="--compare the index without embeddings"
+    )
     args = parser.parse_args()
     if args.compare:
         with tempfile.TemporaryDirectory(prefix="xc-bench-compare-") as tmp:

@@ -4,7 +4,7 @@ Per file, the cheapest test that settles it wins: same size and mtime and the
 same sidecar texts -> unchanged (no read); same bytes (hash) -> only the
 stored state is refreshed; otherwise the image is decoded and described again.
 Work is written in small transactions, so a Ctrl-C keeps everything before the
-batch in flight.
+two batches in flight (one being embedded while the next is read).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .embeddings import ImageEmbedder, TextEmbedder
 from .features import analyse
 from .index import IndexStore, StoredState, dumps, indexer_lock, to_signed64
 from .records import IndexReport
+from .row_vectors import RowVectors
 from .scan import Found, ScanCounts, Skip, scan_root
 from .sources import (
     Source,
@@ -48,12 +49,10 @@ from .sources import (
 
 log = logging.getLogger("xcomposer.library")
 
-#: Files per write (and per embedding call): MiniLM on a CPU embeds 256 short texts at once
-#: about 1.6x faster per text than 64 (measured on the 2-core machine, docs/library.md).
+#: Files per write and per embedding call; the embedder splits a call into chunks for its
+#: workers, and one batch is embedded while the next is read (docs/library.md).
 BATCH_FILES = 256
 BATCH_SECONDS = 2.0
-#: Texts whose vectors one run remembers (file-name words repeat across a whole library).
-MEMO_TEXTS = 100_000
 IMAGE_EMBED_SIDE = 512
 OCR_KIND = "ocr:rapidocr"
 
@@ -103,7 +102,8 @@ class Indexer:
         self.describer_id = describer_id
         self._captions: dict[str, dict[str, Any]] = {}
         self._refs: dict[str, list[Source]] = {}
-        self._vectors: dict[str, np.ndarray] = {}
+        self.vectors = RowVectors(text_embedder)
+        self._in_flight: list[tuple[list[Work], Callable[[], None] | None]] = []
 
     # ------------------------------------------------------------------ run
 
@@ -138,23 +138,11 @@ class Indexer:
                         found.append((key, item))
             report.ignored = counts.ignored
             seen: set[tuple[str, str]] = set()
-            batch: list[Work] = []
-            last_flush = time.perf_counter()
-            for done, (key, item) in enumerate(found, 1):
-                progress(Progress("index", done, len(found), detail=item.relpath))
-                state = states.get((key, item.relpath))
-                work = self._plan(key, item, state, report, embed)
-                if work is None:
-                    continue
-                seen.add((key, item.relpath))
-                if work.kind == "unchanged" and not work.row and not work.needs_text:
-                    report.unchanged += 1
-                    continue
-                batch.append(work)
-                if len(batch) >= BATCH_FILES or time.perf_counter() - last_flush > BATCH_SECONDS:
-                    self._flush(batch, report, embed)
-                    batch, last_flush = [], time.perf_counter()
-            self._flush(batch, report, embed)
+            try:
+                self._index_found(found, states, seen, report, progress, embed)
+            finally:
+                self._in_flight.clear()  # batches not written when this stopped early
+                self.vectors.close()
             self._remove_missing(states, seen, unlisted, report)
             with self.store.transaction() as db:
                 for key in self.roots:
@@ -166,6 +154,34 @@ class Indexer:
         report.seconds = time.perf_counter() - started
         progress(Progress("index", len(found), len(found), detail="done"))
         return report
+
+    def _index_found(
+        self,
+        found: list[tuple[str, Found]],
+        states: dict[tuple[str, str], StoredState],
+        seen: set[tuple[str, str]],
+        report: IndexReport,
+        progress: ProgressCallback,
+        embed: bool,
+    ) -> None:
+        """Plan, describe and embed every file found; write them batch by batch."""
+        batch: list[Work] = []
+        last_flush = time.perf_counter()
+        for done, (key, item) in enumerate(found, 1):
+            progress(Progress("index", done, len(found), detail=item.relpath))
+            state = states.get((key, item.relpath))
+            work = self._plan(key, item, state, report, embed)
+            if work is None:
+                continue
+            seen.add((key, item.relpath))
+            if work.kind == "unchanged" and not work.row and not work.needs_text:
+                report.unchanged += 1
+                continue
+            batch.append(work)
+            if len(batch) >= BATCH_FILES or time.perf_counter() - last_flush > BATCH_SECONDS:
+                self._flush(batch, report, embed)
+                batch, last_flush = [], time.perf_counter()
+        self._flush(batch, report, embed, wait=True)
 
     def _remove_missing(
         self,
@@ -380,12 +396,25 @@ class Indexer:
 
     # --------------------------------------------------------------- write
 
-    def _flush(self, batch: list[Work], report: IndexReport, embed: bool) -> None:
-        if not batch:
-            return
-        if embed:
-            self._embed(batch)
-            report.embedded += sum(1 for w in batch if w.needs_text)
+    def _flush(
+        self, batch: list[Work], report: IndexReport, embed: bool, wait: bool = False
+    ) -> None:
+        """Start embedding ``batch``; write the batch started before it (and this one if ``wait``).
+
+        A batch's texts are embedded in the background while the next batch is
+        read and decoded (:mod:`.row_vectors`).
+        """
+        if batch:
+            finish = self._start_embedding(batch) if embed else None
+            self._in_flight.append((batch, finish))
+        while len(self._in_flight) > (0 if wait else 1):
+            done, finish = self._in_flight.pop(0)
+            if finish is not None:
+                finish()
+                report.embedded += sum(1 for w in done if w.needs_text)
+            self._write(done, report)
+
+    def _write(self, batch: list[Work], report: IndexReport) -> None:
         with self.store.transaction() as db:
             for work in batch:
                 if work.state is None or "relpath" in work.row:
@@ -400,39 +429,10 @@ class Indexer:
             else:
                 report.unchanged += 1
 
-    def _text_vectors(self, entries: list[tuple[str, list]]) -> list[dict[str, Any]]:
-        """For ``(description, sources)`` pairs: the description's vector and each source's.
-
-        Each distinct text is embedded once per run (a lone source is its
-        description; file-name words repeat across folders), in one call per batch.
-        """
-        if len(self._vectors) > MEMO_TEXTS:
-            self._vectors = {}
-        todo: dict[str, str] = {}
-        plan = []
-        for description, sources in entries:
-            keys = [_text_key(t) for t in [description, *(t for _, t in sources)]]
-            for key, text in zip(keys, [description, *(t for _, t in sources)], strict=True):
-                if key not in self._vectors and key not in todo:
-                    todo[key] = text
-            plan.append(keys)
-        if todo:
-            vectors = self.text.embed(list(todo.values()))
-            self._vectors.update(zip(todo, vectors, strict=True))
-        out = []
-        for keys in plan:
-            rows = np.stack([self._vectors[k] for k in keys])
-            out.append(
-                {
-                    "text_vec": rows[0].astype(np.float32).tobytes(),
-                    "source_vecs": rows[1:].astype(np.float16).tobytes(),
-                    "text_model": self.text.model_id,
-                }
-            )
-        return out
-
-    def _embed(self, batch: list[Work]) -> None:
+    def _start_embedding(self, batch: list[Work]) -> Callable[[], None]:
+        """Text vectors start in the background; the returned function completes the rows."""
         todo = [w for w in batch if w.needs_text]
+        finish_text = None
         if todo:
             need_sources = [w for w in todo if "sources" not in w.row]
             stored = self.store.rows([w.state.id for w in need_sources], ["sources", "description"])
@@ -440,8 +440,17 @@ class Indexer:
             for w in todo:
                 got = w.row if "sources" in w.row else stored[w.state.id]
                 entries.append((got["description"], json.loads(got["sources"])))
-            for w, fields in zip(todo, self._text_vectors(entries), strict=True):
-                w.row.update(fields)
+            finish_text = self.vectors.start(entries)
+
+        def finish() -> None:
+            if finish_text is not None:
+                for w, fields in zip(todo, finish_text(), strict=True):
+                    w.row.update(fields)
+            self._embed_images(batch)
+
+        return finish
+
+    def _embed_images(self, batch: list[Work]) -> None:
         with_images = [w for w in batch if w.image_for_embedding is not None]
         if with_images and self.image is not None:
             vectors = self.image.embed_images([w.image_for_embedding for w in with_images])
@@ -457,17 +466,12 @@ class Indexer:
             chunk = ids[start : start + 256]
             rows = self.store.rows(chunk, ["sources", "description"])
             entries = [(rows[i]["description"], json.loads(rows[i]["sources"])) for i in chunk]
-            vectors = self._text_vectors(entries)
+            vectors = self.vectors.now(entries)
             with self.store.transaction() as db:
                 for i, fields in zip(chunk, vectors, strict=True):
                     self.store.update_fields(db, i, **fields)
             progress(Progress("index", start + len(chunk), len(ids), detail="embedding"))
         return len(ids)
-
-
-def _text_key(text: str) -> str:
-    """Texts that embed alike: the same words, whatever the closing full stop."""
-    return " ".join(text.split()).rstrip(". ")
 
 
 def _ocr(img: Any) -> str:

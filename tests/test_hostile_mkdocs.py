@@ -21,10 +21,8 @@ Write about lighthouses.
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # (CI and frozen mode: conftest.py)
 
 
 @pytest.mark.slow

@@ -56,14 +56,6 @@ MARKDOWN_EXTENSIONS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
-    monkeypatch.setenv("NO_MKDOCS_2_WARNING", "1")
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-
-
 def _site(root: Path, images: Path, theme: str = "material") -> Path:
     docs = root / "docs"
     for name, text in PAGES.items():

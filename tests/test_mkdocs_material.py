@@ -27,13 +27,6 @@ COMPOSE = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("XCOMPOSER_FROZEN", raising=False)
-    monkeypatch.setenv("NO_MKDOCS_2_WARNING", "1")
-
-
 def test_the_page_title_is_kept_when_a_block_follows_the_writers_text(
     tmp_path: Path, captioned_images: Path
 ) -> None:

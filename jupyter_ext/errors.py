@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from xcomposer import (
-    BackendError,
-    CacheMissError,
-    ConfigError,
-    ImageError,
-    InputError,
-    ModelError,
-    TooLargeError,
-    XComposerError,
-)
+import xcomposer as xc
+
+#: What the server cannot do as configured (no model, no server, frozen cache): 422.
+UNPROCESSABLE = (xc.ConfigError, xc.ModelError, xc.BackendError, xc.CacheMissError)
 
 
-class PathError(InputError):
+class PathError(xc.InputError):
     """A path in a request that is not allowed (``status`` 400) or not there (404)."""
 
     def __init__(self, what: str, fix: str | None = None, status: int = 400) -> None:
@@ -22,16 +16,12 @@ class PathError(InputError):
         self.status = status
 
 
-def http_status(err: XComposerError) -> int:
+def http_status(err: xc.XComposerError) -> int:
     """400 for bad input and bad images, 404 for missing files, 413 for oversize, 422 otherwise."""
     if isinstance(err, PathError):
         return err.status
-    if isinstance(err, TooLargeError):
+    if isinstance(err, xc.TooLargeError):
         return 413
-    if isinstance(err, ImageError):
+    if isinstance(err, xc.ImageError):
         return 404 if "not found" in err.what else 400
-    if isinstance(err, InputError):
-        return 400
-    if isinstance(err, (ConfigError, ModelError, BackendError, CacheMissError)):
-        return 422
-    return 400
+    return 422 if isinstance(err, UNPROCESSABLE) else 400

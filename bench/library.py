@@ -169,17 +169,32 @@ for q in qs:
 heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "sentence_transformers")]
 status = Path("/proc/self/status").read_text()
 hwm = int(status.split("VmHWM:")[1].split()[0]) / 1024
+import xcomposer
 print(json.dumps({"open_s": opened, "first_s": first, "times": times, "tops": tops,
-                  "heavy": heavy, "entries": len(lib), "rss_mb": hwm}))
+                  "heavy": heavy, "entries": len(lib), "rss_mb": hwm,
+                  "engine": xcomposer.__file__}))
 """
 
 
-def query_child(root: Path, index_dir: Path, qs: list[str], exact_limit: int | None = None) -> dict:
-    """Searches in a fresh process (no model loaded there); its own peak memory (VmHWM)."""
+def query_child(
+    root: Path,
+    index_dir: Path,
+    qs: list[str],
+    exact_limit: int | None = None,
+    engine_parent: Path | None = None,
+) -> dict:
+    """Searches in a fresh process (no model loaded there); its own peak memory (VmHWM).
+
+    ``engine_parent`` holds an old engine to search with instead (``--compare-queries``).
+    """
     args = {"root": str(root), "index": str(index_dir), "queries": qs, "exact_limit": exact_limit}
+    env = dict(os.environ)
+    if engine_parent is not None:
+        env["PYTHONPATH"] = str(engine_parent)
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, check=True
-    )
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
     return json.loads(out.stdout)
 
 
@@ -412,16 +427,52 @@ def first_index(folder: Path, index: Path, engine_parent: Path | None, embed: bo
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def compare(args: argparse.Namespace, work: Path) -> None:
-    """The first index with embeddings: revision ``args.compare`` against the working tree."""
+def old_engine(rev: str, work: Path) -> Path:
+    """Revision ``rev``'s engine unpacked under ``work``: the folder to put on PYTHONPATH."""
     old = work / "old"
     old.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", args.compare, "engine"], capture_output=True, check=True
+        ["git", "-C", str(ROOT), "archive", rev, "engine"], capture_output=True, check=True
     )
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     (old / "pkg").mkdir()
     (old / "pkg" / "xcomposer").symlink_to(old / "engine")
+    return old
+
+
+def compare_queries(args: argparse.Namespace, work: Path) -> None:
+    """The query rows side by side: one synthetic index of ``args.entries``, searched by
+    revision ``args.compare_queries``'s engine and the working tree's, taking turns."""
+    from xcomposer.library.embeddings import TextEmbedder
+
+    old = old_engine(args.compare_queries, work) / "pkg"
+    qs = queries(args.queries)
+    qvecs = {q: TextEmbedder().embed([q])[0].tolist() for q in qs}
+    root = work / "big"
+    root.mkdir()
+    synthesise_index(work / "index", root, args.entries, 384, qvecs)
+    load_start = os.getloadavg()[0]
+    rows: dict[str, list[dict]] = {"old": [], "new": []}
+    for round_no in range(args.rounds):
+        for side in ("old", "new") if round_no % 2 == 0 else ("new", "old"):
+            got = query_child(
+                root, work / "index", qs, engine_parent=old if side == "old" else None
+            )
+            rows[side].append(percentiles(got["times"]) | {"first_s": got["first_s"]})
+    print(
+        f"`python bench/library.py --compare-queries {args.compare_queries} --entries "
+        f"{args.entries} --rounds {args.rounds}` on {machine()}; load average {load_start:.1f} "
+        f"at the start, {os.getloadavg()[0]:.1f} at the end.\n\n"
+        "| side | round | p50 ms | p95 ms | first query ms |\n|---|---:|---:|---:|---:|"
+    )
+    for side, results in rows.items():
+        for n, r in enumerate(results, 1):
+            print(f"| {side} | {n} | {r['p50']:.1f} | {r['p95']:.1f} | {r['first_s'] * 1000:.0f} |")
+
+
+def compare(args: argparse.Namespace, work: Path) -> None:
+    """The first index with embeddings: revision ``args.compare`` against the working tree."""
+    old = old_engine(args.compare, work)
     folder = work / "images"
     generate_images(folder, args.images)
     embed = not args.no_embed
@@ -470,7 +521,14 @@ def main() -> None:
     parser.add_argument(
         "--no-embed", action="store_true", help="--compare the index without embeddings"
     )
+    parser.add_argument(
+        "--compare-queries", metavar="REV", help="the query rows only: REV against now"
+    )
     args = parser.parse_args()
+    if args.compare_queries:
+        with tempfile.TemporaryDirectory(prefix="xc-bench-queries-") as tmp:
+            compare_queries(args, Path(tmp))
+        return
     if args.compare:
         with tempfile.TemporaryDirectory(prefix="xc-bench-compare-") as tmp:
             compare(args, Path(tmp))

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -127,6 +128,7 @@ def main() -> None:
     draw_lighthouse(images / "lighthouse.png")
     (images / "lighthouse.txt").write_text("A white lighthouse with red stripes by the sea")
 
+    load_start = os.getloadavg()[0]
     engine_tps, raw_tps, tokens = bench_generation()
     ratio = engine_tps / raw_tps
     stages, engine, total, cached = bench_compose(images)
@@ -135,7 +137,10 @@ def main() -> None:
     engine.close()
 
     rows = "\n".join(f"| {stage} | {seconds:.2f} |" for stage, seconds in stages.items())
-    body = f"""Machine: {machine()}.
+    load = (
+        f"load average (1 min) {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    )
+    body = f"""Machine: {machine()}; {load}.
 Model: the embedded default, SmolLM2-135M-Instruct Q4_1 (llama.cpp, CPU). Command: `.venv/bin/python bench/engine.py --write-docs`.
 
 | measure | value | target |

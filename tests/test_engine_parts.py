@@ -227,3 +227,12 @@ def test_a_block_backend_serves_every_role_or_fails_with_the_fix() -> None:
     assert serving_every_role(config, None) is config
     with pytest.raises(ConfigError, match="names backend 'nope'"):
         serving_every_role(config, "nope")
+
+
+def test_the_public_names_are_one_list_in_three_places() -> None:
+    # engine/__init__.py names each export three times (the lazy table, the imports type
+    # checkers read, __all__): they must agree, and every name must load.
+    import xcomposer
+
+    assert sorted(xcomposer.__all__) == sorted(xcomposer._MODULE_OF)
+    assert all(getattr(xcomposer, name) is not None for name in xcomposer.__all__)

@@ -29,42 +29,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from benchdocs import machine, replace_section  # noqa: E402
-from placement_eval import (  # noqa: E402
-    ARTICLES,
-    PICTURES,
-    EvalResult,
-    baseline_placements,
-    build_library,
-    pipeline_placements,
-    score_article,
-)
+from placement_eval import ARTICLES, PICTURES, build_library, evaluate  # noqa: E402
 from xcomposer import Engine, EngineConfig  # noqa: E402
 
 SIX_PARAGRAPHS = ARTICLES[0].markdown + "\nThe museum cafe serves soup and sandwiches.\n"
-
-
-def evaluate(engine: Engine, library) -> tuple[EvalResult, EvalResult]:  # noqa: ANN001
-    """(pipeline, baseline) over every article."""
-    pipeline, baseline = EvalResult(), EvalResult()
-    embedder = library.text_embedder
-    for article in ARTICLES:
-        count = len(article.gold)
-        started = time.perf_counter()
-        if count:
-            placed = pipeline_placements(engine, article, library, count)
-            score_article(article, placed, pipeline, auto=False)
-        placed = pipeline_placements(engine, article, library, "auto")
-        pipeline.seconds += time.perf_counter() - started
-        pipeline.articles += 1
-        score_article(article, placed, pipeline, auto=True)
-
-        started = time.perf_counter()
-        if count:
-            score_article(article, baseline_placements(embedder, article, count), baseline, False)
-        score_article(article, baseline_placements(embedder, article, None), baseline, True)
-        baseline.seconds += time.perf_counter() - started
-        baseline.articles += 1
-    return pipeline, baseline
 
 
 def main() -> None:

@@ -9,15 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from placement_eval import (
-    ARTICLES,
-    PICTURES,
-    EvalResult,
-    baseline_placements,
-    build_library,
-    pipeline_placements,
-    score_article,
-)
+from placement_eval import ARTICLES, PICTURES, build_library, evaluate
 from xcomposer import Engine, EngineConfig
 
 # The issue's targets; the embedded default reaches them on this set (docs/benchmarks.md).
@@ -50,22 +42,7 @@ def test_the_evaluation_set_is_what_the_issue_asks_for() -> None:
 
 def test_pipeline_meets_the_floors_and_never_falls_below_the_baseline(setup) -> None:
     engine, library = setup
-    pipeline, baseline = EvalResult(), EvalResult()
-    for article in ARTICLES:
-        count = len(article.gold)
-        if count:
-            score_article(
-                article, pipeline_placements(engine, article, library, count), pipeline, False
-            )
-            score_article(
-                article, baseline_placements(library.text_embedder, article, count), baseline, False
-            )
-        score_article(
-            article, pipeline_placements(engine, article, library, "auto"), pipeline, True
-        )
-        score_article(
-            article, baseline_placements(library.text_embedder, article, None), baseline, True
-        )
+    pipeline, baseline = evaluate(engine, library)
     report = "\n".join(pipeline.misses or [])
     assert pipeline.accuracy >= FLOOR_ACCURACY, report
     assert pipeline.accuracy >= baseline.accuracy, report

@@ -17,9 +17,11 @@ the captions; the pixels are real so that the library indexes them as any folder
 from __future__ import annotations
 
 import shutil
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -397,3 +399,28 @@ def baseline_placements(embedder, article: EvalArticle, count: int | None) -> di
         placed[int(r) + 1] = names[c]
         used.add(int(c))
     return placed
+
+
+def evaluate(engine: Any, library: Any) -> tuple[EvalResult, EvalResult]:
+    """(pipeline, baseline) over every article: fixed counts and ``auto``, each timed
+    (the test asserts the floors on them, bench/placement.py reports them)."""
+    pipeline, baseline = EvalResult(), EvalResult()
+    embedder = library.text_embedder
+    for article in ARTICLES:
+        count = len(article.gold)
+        started = time.perf_counter()
+        if count:
+            placed = pipeline_placements(engine, article, library, count)
+            score_article(article, placed, pipeline, auto=False)
+        placed = pipeline_placements(engine, article, library, "auto")
+        pipeline.seconds += time.perf_counter() - started
+        pipeline.articles += 1
+        score_article(article, placed, pipeline, auto=True)
+
+        started = time.perf_counter()
+        if count:
+            score_article(article, baseline_placements(embedder, article, count), baseline, False)
+        score_article(article, baseline_placements(embedder, article, None), baseline, True)
+        baseline.seconds += time.perf_counter() - started
+        baseline.articles += 1
+    return pipeline, baseline

@@ -66,7 +66,35 @@ _EXPORTS = {
         "load_image",
         "open_image",
     ),
-    "library.fingerprint": ("library_fingerprint",),
+    "library.fingerprint": (
+        "FolderFingerprints",
+        "file_fingerprint",
+        "library_fingerprint",
+        "library_reads",
+        "FolderFingerprints",
+        "file_fingerprint",
+        "Engines",
+        "EngineFacts",
+        "RememberedFacts",
+        "facts_signature",
+        "recall_facts",
+        "remember_facts",
+        "Outcome",
+        "ResultStore",
+        "Task",
+        "Workshop",
+        "WorkshopSettings",
+        "library_reads",
+    ),
+    "engines": ("Engines",),
+    "remembered": (
+        "EngineFacts",
+        "RememberedFacts",
+        "facts_signature",
+        "recall_facts",
+        "remember_facts",
+    ),
+    "reproducible": ("Outcome", "ResultStore", "Task", "Workshop", "WorkshopSettings"),
     "svg": ("safe_svg_bytes",),
     "progress": ("Progress", "ProgressCallback"),
     "safe_text": (
@@ -104,6 +132,7 @@ if TYPE_CHECKING:
     from .describe import DESCRIBE_STYLES
     from .edit import check_edit
     from .engine import CallStats, Engine
+    from .engines import Engines
     from .errors import (
         BackendError,
         CacheMissError,
@@ -131,7 +160,12 @@ if TYPE_CHECKING:
         open_image,
     )
     from .jobs import Job, JobCancelled, JobEvent, JobRunner, run_all
-    from .library.fingerprint import library_fingerprint
+    from .library.fingerprint import (
+        FolderFingerprints,
+        file_fingerprint,
+        library_fingerprint,
+        library_reads,
+    )
     from .options import (
         EDIT_OPS,
         ComposeOptions,
@@ -144,6 +178,14 @@ if TYPE_CHECKING:
     )
     from .page_images import MarkdownImage, markdown_images, resolve_src
     from .progress import Progress, ProgressCallback
+    from .remembered import (
+        EngineFacts,
+        RememberedFacts,
+        facts_signature,
+        recall_facts,
+        remember_facts,
+    )
+    from .reproducible import Outcome, ResultStore, Task, Workshop, WorkshopSettings
     from .safe_text import (
         MAX_BLOCK_CHARS,
         MAX_LINE_CHARS,
@@ -230,6 +272,20 @@ __all__ = [
     "encode_image",
     "image_data_uri",
     "library_fingerprint",
+    "library_reads",
+    "FolderFingerprints",
+    "file_fingerprint",
+    "Engines",
+    "EngineFacts",
+    "RememberedFacts",
+    "facts_signature",
+    "recall_facts",
+    "remember_facts",
+    "Outcome",
+    "ResultStore",
+    "Task",
+    "Workshop",
+    "WorkshopSettings",
     "load_config",
     "local_model_files",
     "load_image",

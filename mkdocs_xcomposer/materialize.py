@@ -112,24 +112,23 @@ def materialize(
     if not blocks:
         raise InputError(f"{src_uri} has no compose, illustrate or describe block", "nothing to do")
 
-    page_jobs = []
+    found = []
     for block in blocks:
         try:
             spec = build_spec(block, folders, plugin.facts.backend_names)
         except BlockError as err:
             raise InputError(str(err)) from None
-        job = plugin.workshop.job_for(spec)
-        result = plugin.workshop.cached(job)
+        result = plugin.workshop.cached(plugin.task_for(spec))
         if result is None:
             raise InputError(
                 f"{block.where}: this {block.kind} block has no cached expansion for its "
                 "current inputs",
                 f"build the site first (mkdocs build -f {config_file}), then materialize",
             )
-        page_jobs.append((block, spec, result))
-    has_h1 = has_h1(text, [(b, None) for b, _, _ in page_jobs])
+        found.append((block, spec, result))
+    has_h1 = has_h1(text, [(b, None) for b, _, _ in found])
     out, pos, first = [], 0, True
-    for block, spec, result in page_jobs:
+    for block, spec, result in found:
         level = spec.title_level or (1 if first and not has_h1 else 2)
         first = first and block.kind != "compose"
         body = _markdown(spec, result, level, page, plugin)
@@ -139,7 +138,7 @@ def materialize(
         pos = block.end
     out.append(text[pos:])
     write_atomic(page, "".join(out).encode("utf-8"))
-    return [b.where for b, _, _ in page_jobs]
+    return [b.where for b, _, _ in found]
 
 
 def _load_plugin(config_file: Path, backends: dict[str, Any] | None) -> tuple[XComposerPlugin, Any]:
@@ -181,8 +180,8 @@ def _commented(block_text: str) -> str:
 def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerPlugin) -> str:
     from xcomposer import markdown_line, url_path
 
-    from .jobs import load_article
     from .render import article_markdown, neutralise
+    from .tasks import load_article
 
     folders = plugin.folders
     assert folders is not None

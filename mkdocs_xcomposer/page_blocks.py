@@ -17,15 +17,15 @@ from mkdocs.plugins import get_plugin_logger
 from .alt_text import MissingAlt, with_alt
 from .blocks import Block, BlockError, each_error
 from .extension import FigurePart, NoticePart, Part, Replacement
-from .jobs import load_article
 from .page_text import has_h1, lines_before, short
 from .render import article_markdown, describe_markdown
+from .tasks import load_article
 
 if TYPE_CHECKING:
     from markdown import Markdown
+    from xcomposer import Outcome, Task
 
     from .extension import PageRef
-    from .jobs import Job, Outcome
     from .plugin import XComposerPlugin
 
 plugin_log = get_plugin_logger("mkdocs_xcomposer.plugin")
@@ -76,12 +76,12 @@ def _zensical_page(md: Markdown) -> str | None:
 
 def replacements(plugin: XComposerPlugin, markdown: str, page: PageRef) -> list[Replacement]:
     """What each block and each image without alt text of the page becomes."""
-    page_jobs = plugin.jobs_of_page(markdown, page)
+    page_tasks = plugin.tasks_of_page(markdown, page)
     out: list[Replacement] = []
     first_compose = True
-    h1 = has_h1(markdown, page_jobs)
-    for item, job in page_jobs:
-        outcome = plugin.outcomes[job.digest]
+    h1 = has_h1(markdown, page_tasks)
+    for item, task in page_tasks:
+        outcome = plugin.outcomes[task.digest]
         if isinstance(item, MissingAlt):
             if outcome.result is not None:
                 text = with_alt(item, outcome.result["alt"])
@@ -93,16 +93,16 @@ def replacements(plugin: XComposerPlugin, markdown: str, page: PageRef) -> list[
             notice = NoticePart(
                 "info",
                 "Being composed",
-                f"The {item.kind} block at {job.where} is being composed in the background; "
+                f"The {item.kind} block at {task.where} is being composed in the background; "
                 "this page reloads when it is ready.",
             )
             out.append(Replacement(item.start, item.end, [notice], item.indent))
             continue
         if outcome.result is None:
-            notice = plugin.missing_block(job, outcome)
+            notice = plugin.missing_block(task, outcome)
             out.append(Replacement(item.start, item.end, [notice], item.indent))
             continue
-        spec = plugin.specs[job.digest]
+        spec = plugin.specs[task.digest]
         level = spec.title_level
         if level is None:
             first_thing = not markdown[: item.start].strip()
@@ -157,19 +157,19 @@ def images_of(plugin: XComposerPlugin, spec: Any, result: Any) -> list[Path]:
     return [plugin.folders.absolute(fig["image"]) for fig in result.get("figures", [])]
 
 
-def jobs_of_page(
+def tasks_of_page(
     plugin: XComposerPlugin, markdown: str, page: PageRef
-) -> list[tuple[Block | MissingAlt, Job]]:
-    """The page's jobs with their outcomes known (another plugin, or Material's blog
+) -> list[tuple[Block | MissingAlt, Task]]:
+    """The page's tasks with their outcomes known (another plugin, or Material's blog
     excerpts, may hand over Markdown that on_files did not see)."""
     assert plugin.workshop is not None
     try:
-        page_jobs = plugin._page_jobs(
+        page_tasks = plugin._page_tasks(
             markdown, page.src_uri, page.abs_path or Path(), page.line_offset
         )
     except BlockError as err:
         plugin._fail([str(e) for e in each_error(err)])
-    unseen = [job for _, job in page_jobs if job.digest not in plugin.outcomes]
+    unseen = [task for _, task in page_tasks if task.digest not in plugin.outcomes]
     if unseen:
         outcomes = plugin.workshop.resolve(unseen, background=plugin.serving)
         plugin.outcomes.update(outcomes)
@@ -177,13 +177,13 @@ def jobs_of_page(
             failed = [o.error for o in outcomes.values() if o.state == "failed"]
             if failed:
                 plugin._fail([e or "failed" for e in failed])
-    return page_jobs
+    return page_tasks
 
 
-def missing_block(plugin: XComposerPlugin, job: Job, outcome: Outcome) -> NoticePart:
+def missing_block(plugin: XComposerPlugin, task: Task, outcome: Outcome) -> NoticePart:
     """A block without a result: the build fails, or (standalone, ``missing: notice``)
     the page shows a notice and a warning is logged."""
-    message = outcome.error or f"{job.where}: failed"
+    message = outcome.error or f"{task.where}: failed"
     if plugin.standalone and plugin.on_missing == "notice":
         plugin_log.warning("%s", message)
         return NoticePart("failure", "Not composed yet", message)

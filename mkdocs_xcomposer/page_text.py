@@ -11,11 +11,11 @@ from mkdocs.structure.pages import Page
 _H1 = re.compile(r"^(#[ \t]+\S|[^\n]+\n=+[ \t]*$)", re.MULTILINE)
 
 
-def has_h1(markdown: str, page_jobs: list[tuple[Any, Any]]) -> bool:
+def has_h1(markdown: str, page_tasks: list[tuple[Any, Any]]) -> bool:
     """Whether the page has its own level-1 heading outside its blocks (``(item, _)`` pairs
     whose items have ``start``/``end`` offsets)."""
     parts, pos = [], 0
-    for item, _ in page_jobs:
+    for item, _ in page_tasks:
         parts.append(markdown[pos : item.start])
         pos = item.end
     parts.append(markdown[pos:])

@@ -24,22 +24,33 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, get_plugin_logger
 from mkdocs.structure.files import Files, InclusionLevel
 from mkdocs.utils.meta import get_data
+from xcomposer import (  # the package is lazy: none of these imports pydantic
+    EngineFacts,
+    FolderFingerprints,
+    Outcome,
+    ResultStore,
+    Task,
+    Workshop,
+    WorkshopSettings,
+    recall_facts,
+    remember_facts,
+)
 
-from . import engine_state, page_blocks
+from . import page_blocks
 from .alt_text import MissingAlt, find_missing
-from .block_cache import BlockCache
 from .blocks import Block, BlockError, each_error, find_blocks
 from .config import DEFAULT_CACHE_DIR, OLD_CACHE_DIR, XComposerConfig, resolve_frozen
-from .engine_state import EngineFacts
+from .engine_config import facts_signature_of
 from .extension import NoticePart, PageRef, Replacement, XComposerExtension
-from .fingerprint import Fingerprints
-from .jobs import BuildSettings, Job, Outcome, Workshop
 from .page_text import lines_before, shown
 from .render import FigureStyle
 from .site_files import SiteImages, is_sidecar
 from .spec import BlockSpec, Folders, build_spec
+from .tasks import alt_task, block_task
 
 log = get_plugin_logger(__name__)
+STATE_FILE = "plugin-state.json"
+"""The remembered engine facts (``xcomposer.recall_facts``), in the cache's local index/."""
 
 
 def each_message(err: BlockError) -> list[str]:
@@ -57,9 +68,9 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         """Standalone: a block missing from the cache fails (``fail``) or shows a notice."""
         #: Backends by name that replace the configured ones (tests, embedding applications).
         self.backends: dict[str, Any] | None = None
-        self.fingerprints = Fingerprints()
+        self.fingerprints = FolderFingerprints()
         self.engines: Any = None
-        """The live engines (``engines.Engines``), created when something must be composed."""
+        """The live engines (``xcomposer.Engines``), created when something must be composed."""
         self.facts: EngineFacts | None = None
         self._engine_key: Any = None
         self.workshop: Workshop | None = None
@@ -68,7 +79,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         self.style = FigureStyle()
         self.outcomes: dict[str, Outcome] = {}
         self.specs: dict[str, BlockSpec] = {}
-        self.page_jobs: dict[tuple[str, int, str], list[tuple[Block | MissingAlt, Job]]] = {}
+        self.page_tasks: dict[tuple[str, int, str], list[tuple[Block | MissingAlt, Task]]] = {}
         self.calls_before = 0
         self.counts: Counter[str] = Counter()
         self.failed = False
@@ -112,12 +123,12 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
                     f"{config_dir}); fix 'library:' in {config_file.name}"
                 )
             library.append(path)
-        cache_dir = (config_dir / self.config.cache_dir).resolve()
+        store = ResultStore((config_dir / self.config.cache_dir).resolve())
         _migration_notice(config_dir, self.config.cache_dir)
         frozen = resolve_frozen(self.config.frozen) if frozen is None else frozen
         self.frozen = frozen
-        facts, roots = self._engine_facts(config_dir, cache_dir, frozen)
-        library += [Path(r) for r in roots if Path(r) not in library]
+        facts = self._engine_facts(config_dir, store, frozen)
+        library += [Path(r) for r in facts.library_roots if Path(r) not in library]
         self.facts = facts
         self.folders = Folders(config_dir, docs_dir, tuple(library))
         self.images = SiteImages(docs_dir, tuple(library))
@@ -129,50 +140,47 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             fill = f"xcomposer site fill {shown(str(config_file))}"
         else:
             fill = f"XCOMPOSER_FROZEN=0 mkdocs build -f {shown(str(config_file))}"
-        settings = BuildSettings(
-            BlockCache(cache_dir),
+        settings = WorkshopSettings(
+            store,
             facts,
-            lambda: self._live_engines(config_dir, cache_dir, frozen),
-            self.folders,
-            self.fingerprints,
+            lambda: self._live_engines(config_dir, store, frozen),
             frozen,
             fill,
+            self.folders.portable(store.results),
         )
         if self.workshop is None:
-            self.workshop = Workshop(settings)
+            self.workshop = Workshop(settings, log)
         self.workshop.settings = settings
 
-    def _engine_facts(
-        self, config_dir: Path, cache_dir: Path, frozen: bool
-    ) -> tuple[EngineFacts, list[str]]:
+    def _engine_facts(self, config_dir: Path, store: ResultStore, frozen: bool) -> EngineFacts:
         """The engine's identity and model fingerprints: remembered from an earlier build when
         nothing they derive from changed (no engine import), else from the live engine."""
-        sig = engine_state.signature(self.config, config_dir, cache_dir)
+        sig = facts_signature_of(self.config, config_dir, store)
+        state_file = store.index_dir / STATE_FILE
         if self.engines is not None and self._engine_key == (sig, frozen, self._backends_key()):
-            return self.engines, list(self.engines.config.library.roots)
+            return self.engines
         if self.backends is None:
-            remembered = engine_state.load(cache_dir, sig)
+            remembered = recall_facts(state_file, sig)
             if remembered is not None:
                 self._close_engines()
-                return remembered, remembered.library_roots
-        engines = self._live_engines(config_dir, cache_dir, frozen)
-        roots = list(engines.config.library.roots)
+                return remembered
+        engines = self._live_engines(config_dir, store, frozen)
         if self.backends is None:
-            engine_state.store(cache_dir, sig, engines, roots)
-        return engines, roots
+            remember_facts(state_file, sig, engines, engines.model_files())
+        return engines
 
-    def _live_engines(self, config_dir: Path, cache_dir: Path, frozen: bool) -> Any:
+    def _live_engines(self, config_dir: Path, store: ResultStore, frozen: bool) -> Any:
         """The live engines for these settings (this imports the engine)."""
-        from xcomposer import XComposerError
+        from xcomposer import Engines, XComposerError
 
-        from .engines import Engines, engine_config
+        from .engine_config import engine_config
 
-        sig = engine_state.signature(self.config, config_dir, cache_dir)
+        sig = facts_signature_of(self.config, config_dir, store)
         key = (sig, frozen, self._backends_key())
         if self.engines is not None and self._engine_key == key:
             return self.engines
         try:
-            engine_cfg = engine_config(self.config, config_dir, cache_dir, frozen)
+            engine_cfg = engine_config(self.config, config_dir, store, frozen)
         except XComposerError as err:
             raise PluginError(f"xcomposer: mkdocs.yml: {err}") from None
         self._close_engines()
@@ -200,14 +208,14 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
     def begin_build(self) -> None:
         self.outcomes = {}
         self.specs = {}
-        self.page_jobs = {}
+        self.page_tasks = {}
         self.calls_before = self.model_calls()
         self.counts = Counter()
         self.failed = False
         self._page_index = None
-        self.fingerprints.begin_build()
+        self.fingerprints.forget()
         if self.workshop is not None:
-            self.workshop.cache.reset_used()
+            self.workshop.store.reset_used()
 
     # Runs once the site's files are known and before any page is rendered: the whole
     # site's blocks are checked and composed here, so a failure stops the build before
@@ -223,8 +231,8 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
                 pages.append((file.src_uri, Path(file.abs_src_path or ""), file.content_string))
             except (OSError, ValueError):
                 continue  # MkDocs reports unreadable pages itself
-        for job, outcome in self.resolve_site(pages):
-            spec = self.specs.get(job.digest)
+        for task, outcome in self.resolve_site(pages):
+            spec = self.specs.get(task.digest)
             if spec is None or outcome.result is None:
                 continue
             for image in page_blocks.images_of(self, spec, outcome.result):
@@ -240,55 +248,60 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
                     files.remove(file)
         return files
 
-    def resolve_site(self, pages: list[tuple[str, Path, str]]) -> list[tuple[Job, Outcome]]:
+    def resolve_site(self, pages: list[tuple[str, Path, str]]) -> list[tuple[Task, Outcome]]:
         """Check and resolve every block of ``(src_uri, path, raw text)`` pages: all problems
         are reported together, before any page is rendered."""
         assert self.workshop is not None
         errors: list[str] = []
-        jobs: list[Job] = []
+        tasks: list[Task] = []
         for src_uri, path, raw in pages:
             # The Markdown exactly as the page events will get it: front matter removed.
             markdown, _ = get_data(raw)
             try:
-                page_jobs = self._page_jobs(markdown, src_uri, path, lines_before(raw, markdown))
+                page_tasks = self._page_tasks(markdown, src_uri, path, lines_before(raw, markdown))
             except BlockError as err:
                 errors.extend(each_message(err))
                 continue
-            jobs.extend(job for _, job in page_jobs)
+            tasks.extend(task for _, task in page_tasks)
         if errors:
             self._fail(errors)
-        outcomes = self.workshop.resolve(jobs, background=self.serving)
+        outcomes = self.workshop.resolve(tasks, background=self.serving)
         self.outcomes.update(outcomes)
-        unique = {j.digest: j for j in jobs}
-        for job in unique.values():
-            outcome = outcomes[job.digest]
-            self.counts[f"alt {outcome.state}" if job.kind == "alt" else outcome.state] += 1
+        unique = {t.digest: t for t in tasks}
+        for task in unique.values():
+            outcome = outcomes[task.digest]
+            self.counts[f"alt {outcome.state}" if task.kind == "alt" else outcome.state] += 1
             if outcome.state in ("missing", "failed"):
-                if job.kind == "alt":
+                if task.kind == "alt":
                     log.warning("%s", outcome.error)
                 else:
-                    errors.append(outcome.error or f"{job.where}: failed")
-            elif outcome.result is not None and job.kind in ("compose", "illustrate"):
-                _warn_shortfalls(job, outcome.result)
+                    errors.append(outcome.error or f"{task.where}: failed")
+            elif outcome.result is not None and task.kind in ("compose", "illustrate"):
+                _warn_shortfalls(task, outcome.result)
         if errors and not (self.standalone and self.on_missing == "notice"):
             self._fail(errors)
-        return [(job, outcomes[job.digest]) for job in unique.values()]
+        return [(task, outcomes[task.digest]) for task in unique.values()]
 
-    def _page_jobs(
+    def _page_tasks(
         self, markdown: str, page: str, path: Path, line_offset: int = 0
-    ) -> list[tuple[Block | MissingAlt, Job]]:
-        """The page's blocks and images without alt text, as jobs (remembered per build)."""
+    ) -> list[tuple[Block | MissingAlt, Task]]:
+        """The page's blocks and images without alt text, as tasks (remembered per build)."""
         key = (page, line_offset, markdown)
-        if key not in self.page_jobs:
-            self.page_jobs[key] = self._find_jobs(markdown, page, path, line_offset)
-        return self.page_jobs[key]
+        if key not in self.page_tasks:
+            self.page_tasks[key] = self._find_tasks(markdown, page, path, line_offset)
+        return self.page_tasks[key]
 
-    def _find_jobs(
+    def task_for(self, spec: BlockSpec) -> Task:
+        """The engine task of a checked block."""
+        assert self.workshop is not None and self.folders is not None
+        return block_task(self.workshop, spec, self.folders, self.fingerprints)
+
+    def _find_tasks(
         self, markdown: str, page: str, path: Path, line_offset: int
-    ) -> list[tuple[Block | MissingAlt, Job]]:
+    ) -> list[tuple[Block | MissingAlt, Task]]:
         assert self.workshop is not None and self.folders is not None and self.facts
         blocks = find_blocks(markdown, page, line_offset)
-        found: list[tuple[Block | MissingAlt, Job]] = []
+        found: list[tuple[Block | MissingAlt, Task]] = []
         errors: list[BlockError] = []
         for block in blocks:
             try:
@@ -296,7 +309,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             except BlockError as err:
                 errors.append(err)
                 continue
-            found.append((block, self.workshop.job_for(spec)))
+            found.append((block, self.task_for(spec)))
             self.specs[found[-1][1].digest] = spec
         if errors:
             from .blocks import BlockErrors
@@ -309,7 +322,8 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
                 if missing.image is None:
                     log.warning("%s: %s", where, missing.problem)
                     continue
-                found.append((missing, self.workshop.alt_job(where, missing.image)))
+                task = alt_task(self.workshop, where, missing.image, self.fingerprints)
+                found.append((missing, task))
         found.sort(key=lambda item: item[0].start)
         return found
 
@@ -320,11 +334,11 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
     def replacements(self, markdown: str, page: PageRef) -> list[Replacement]:
         return page_blocks.replacements(self, markdown, page)
 
-    def jobs_of_page(self, markdown: str, page: PageRef) -> list[tuple[Block | MissingAlt, Job]]:
-        return page_blocks.jobs_of_page(self, markdown, page)
+    def tasks_of_page(self, markdown: str, page: PageRef) -> list[tuple[Block | MissingAlt, Task]]:
+        return page_blocks.tasks_of_page(self, markdown, page)
 
-    def missing_block(self, job: Job, outcome: Outcome) -> NoticePart:
-        return page_blocks.missing_block(self, job, outcome)
+    def missing_block(self, task: Task, outcome: Outcome) -> NoticePart:
+        return page_blocks.missing_block(self, task, outcome)
 
     def page_index(self) -> dict[str, str]:
         return page_blocks.page_index(self)
@@ -350,7 +364,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
                 calls,
             )
         if self.config.prune and not self.failed and self.workshop.pending() == 0:
-            removed = self.workshop.cache.prune()
+            removed = self.workshop.store.prune()
             if removed:
                 log.info("removed %d cache entr(ies) no page uses any more", len(removed))
 
@@ -367,8 +381,8 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         for folder in self.folders.library:
             if not folder.is_relative_to(self.folders.docs_dir):
                 server.watch(str(folder))
-        self.workshop.cache.ensure_layout()
-        server.watch(str(self.workshop.cache.blocks))
+        self.workshop.store.ensure_layout()
+        server.watch(str(self.workshop.store.results))
         return server
 
     # Runs when the process ends: background threads stop, models are released.
@@ -389,10 +403,10 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         raise PluginError(f"xcomposer: {len(errors)} blocks failed:\n  {listed}")
 
 
-def _warn_shortfalls(job: Job, result: dict[str, Any]) -> None:
+def _warn_shortfalls(task: Task, result: dict[str, Any]) -> None:
     for key, note in sorted(result.get("provenance", {}).items()):
         if key.startswith("figure_") or key == "image_count" and "asked" in str(note):
-            log.warning("%s: %s", job.where, note)
+            log.warning("%s: %s", task.where, note)
 
 
 def _migration_notice(config_dir: Path, cache_dir: str) -> None:

@@ -70,15 +70,15 @@ def fill(config_file: Path, backends: dict[str, Any] | None = None) -> str:
     resolved = plugin.resolve_site(_pages(plugin.folders.docs_dir))
     shown: set[Path] = set()
     copied = 0
-    for job, outcome in resolved:
-        spec = plugin.specs.get(job.digest)
+    for task, outcome in resolved:
+        spec = plugin.specs.get(task.digest)
         if spec is None or outcome.result is None:
             continue
         for image in images_of(plugin, spec, outcome.result):
             if plugin.images.copy_into_docs(image) is not None:
                 copied += 1
             shown.add((plugin.folders.docs_dir / plugin.images.src_uri(image)).resolve())
-    removed = plugin.workshop.cache.prune()
+    removed = plugin.workshop.store.prune()
     stale = 0
     assets = plugin.folders.docs_dir / ASSETS
     if assets.is_dir():
@@ -107,15 +107,15 @@ def check(config_file: Path) -> str:
     assert plugin.folders is not None and plugin.images is not None
     resolved = plugin.resolve_site(_pages(plugin.folders.docs_dir))
     problems = [o.error or f"{j.where}: missing" for j, o in resolved if o.result is None]
-    for job, outcome in resolved:
-        spec = plugin.specs.get(job.digest)
+    for task, outcome in resolved:
+        spec = plugin.specs.get(task.digest)
         if spec is None or outcome.result is None:
             continue
         for image in images_of(plugin, spec, outcome.result):
             target = plugin.folders.docs_dir / plugin.images.src_uri(image)
             if not target.is_file():
                 problems.append(
-                    f"{job.where}: image {plugin.images.src_uri(image)} is not in docs_dir "
+                    f"{task.where}: image {plugin.images.src_uri(image)} is not in docs_dir "
                     f"(generators without the plugin would not publish it); run "
                     f"`xcomposer site fill {config_file.name}` and commit it"
                 )

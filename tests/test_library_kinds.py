@@ -13,7 +13,6 @@ from PIL import Image
 from xcomposer import library_fingerprint
 from xcomposer.backends.base import ImageRef
 from xcomposer.backends.llamacpp import _message_dict
-from xcomposer.config import LibraryConfig
 from xcomposer.errors import ConfigError
 from xcomposer.library import Library
 
@@ -211,7 +210,7 @@ def test_link_back_up_is_a_loop_and_outside_links_follow_the_config(tmp_path):
     assert relpaths == ["a/x.png"]
     assert "loop" in dict((p.name, r) for p, r in report.skipped)["up"]
     default = library_fingerprint([root])
-    followed = library_fingerprint([root], LibraryConfig(follow_symlinks_out=True))
+    followed = library_fingerprint([root], follow_symlinks_out=True)
     assert followed != default
 
 
@@ -236,13 +235,13 @@ def test_describe_webp_and_svg_with_a_llamacpp_vision_model(tmp_path, name):
 
 
 def test_the_plugins_block_fingerprint_renews_when_photo_png_md_is_edited(tmp_path):
-    from mkdocs_xcomposer.fingerprint import Fingerprints
+    from xcomposer import FolderFingerprints
 
     Image.new("RGB", (64, 48), (200, 10, 10)).save(tmp_path / "photo.png")
     (tmp_path / "photo.png.md").write_text("A red photo\n")
-    prints = Fingerprints()
+    prints = FolderFingerprints()
     before = prints.folder(tmp_path)
     (tmp_path / "photo.png.md").write_text("A red photo at dawn\n")
-    prints.begin_build()
+    prints.forget()
     assert prints.folder(tmp_path) != before
     assert prints.folder(tmp_path) == library_fingerprint([tmp_path])

@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..images import file_sha256
 from .docs_refs import collect_references
@@ -51,7 +51,8 @@ def _content_hash(path: Path, size: int, mtime_ns: int) -> str:
     return digest
 
 
-def _stat_hash(path: Path) -> str:
+def file_fingerprint(path: Path) -> str:
+    """The SHA-256 of one file, re-read only when its size or mtime changed."""
     try:
         st = path.stat()
     except OSError as err:
@@ -66,15 +67,27 @@ def read_files(item: Found) -> list[str]:
     return sidecars + captions
 
 
-def library_fingerprint(roots: Sequence[str | Path], config: LibraryConfig | None = None) -> str:
+def library_reads(config: LibraryConfig | None) -> dict[str, Any]:
+    """The library settings that decide which files it reads for an image (the keywords of
+    :func:`library_fingerprint`)."""
+    return {
+        "docs_dir": getattr(config, "docs_dir", None),
+        "follow_symlinks_out": bool(getattr(config, "follow_symlinks_out", False)),
+    }
+
+
+def library_fingerprint(
+    roots: Sequence[str | Path],
+    *,
+    docs_dir: str | Path | None = None,
+    follow_symlinks_out: bool = False,
+) -> str:
     """One digest over everything the library reads for the images under ``roots``.
 
     Equal digests mean an index of these roots would hold the same images with
-    the same descriptions; use it as (part of) a cache key.  ``config`` gives
-    the symlink policy and the docs folder, as for :meth:`Library.open`.
+    the same descriptions; use it as (part of) a cache key.  ``docs_dir`` and
+    ``follow_symlinks_out`` are the library's settings (:func:`library_reads`).
     """
-    follow_out = bool(getattr(config, "follow_symlinks_out", False))
-    docs_dir = getattr(config, "docs_dir", None)
     resolved = []
     for root in roots:
         path = Path(root).expanduser().resolve()
@@ -88,7 +101,7 @@ def library_fingerprint(roots: Sequence[str | Path], config: LibraryConfig | Non
         hashed_folder_files: dict[tuple[str, str], str] = {}
         for item in scan_root(
             root,
-            follow_symlinks_out=follow_out,
+            follow_symlinks_out=follow_symlinks_out,
             skip_dirs=frozenset({*others, root / ".xcomposer"}),
         ):
             if isinstance(item, Skip):
@@ -97,9 +110,42 @@ def library_fingerprint(roots: Sequence[str | Path], config: LibraryConfig | Non
             for name in read_files(item):
                 key = (str(item.path.parent), name)
                 if key not in hashed_folder_files:
-                    hashed_folder_files[key] = _stat_hash(item.path.with_name(name))
+                    hashed_folder_files[key] = file_fingerprint(item.path.with_name(name))
                 line += [name, hashed_folder_files[key]]
             if refs:
                 line.append(refs.get(os.path.realpath(item.path), []))
             digest.update(json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n")
     return digest.hexdigest()
+
+
+class FolderFingerprints:
+    """Folder fingerprints remembered until :meth:`forget` (once per build): many cache
+    keys share a folder, and it is scanned once.  File hashes outlive it (by stat)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[Path, str], str] = {}
+        self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Files may have changed: folders are scanned again on their next use."""
+        with self._lock:
+            self._known = {}
+
+    def folder(self, root: Path, reads: dict[str, Any] | None = None) -> str:
+        """:func:`library_fingerprint` of ``root`` with the library's settings ``reads``."""
+        key = (root, json.dumps(reads or {}, sort_keys=True, default=str))
+        with self._lock:
+            known = self._known.get(key)
+        if known is not None:
+            return known
+        found = library_fingerprint([root], **(reads or {}))
+        with self._lock:
+            self._known[key] = found
+        return found
+
+    def folders(self, roots: Sequence[Path], reads: dict[str, Any] | None = None) -> str:
+        """One digest over each root's fingerprint, in order."""
+        digest = hashlib.sha256()
+        for root in roots:
+            digest.update(self.folder(root, reads).encode("ascii"))
+        return digest.hexdigest()

@@ -68,10 +68,12 @@ _EXPORTS = {
     ),
     "library.fingerprint": (
         "FolderFingerprints",
+        "describes_an_image",
         "file_fingerprint",
         "library_fingerprint",
         "library_reads",
         "FolderFingerprints",
+        "describes_an_image",
         "file_fingerprint",
         "Engines",
         "EngineFacts",
@@ -113,7 +115,14 @@ _EXPORTS = {
         "url_path",
     ),
     "edit": ("check_edit",),
-    "page_images": ("markdown_images", "MarkdownImage", "resolve_src"),
+    "page_images": (
+        "markdown_images",
+        "MarkdownImage",
+        "MissingAlt",
+        "images_without_alt",
+        "resolve_src",
+        "with_alt",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -162,6 +171,7 @@ if TYPE_CHECKING:
     from .jobs import Job, JobCancelled, JobEvent, JobRunner, run_all
     from .library.fingerprint import (
         FolderFingerprints,
+        describes_an_image,
         file_fingerprint,
         library_fingerprint,
         library_reads,
@@ -176,7 +186,14 @@ if TYPE_CHECKING:
         OptionError,
         Switch,
     )
-    from .page_images import MarkdownImage, markdown_images, resolve_src
+    from .page_images import (
+        MarkdownImage,
+        MissingAlt,
+        images_without_alt,
+        markdown_images,
+        resolve_src,
+        with_alt,
+    )
     from .progress import Progress, ProgressCallback
     from .remembered import (
         EngineFacts,
@@ -221,6 +238,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "resolve_src",
+    "MissingAlt",
+    "images_without_alt",
+    "with_alt",
+    "describes_an_image",
     "markdown_images",
     "MarkdownImage",
     "check_edit",

@@ -1,8 +1,9 @@
 """The images a Markdown page shows: ``![alt](src "title")`` and ``![alt][ref]``.
 
 One reading for everything that looks at a page's images: the library (the alt
-text and captions pages already give an image) and the MkDocs plugin (images
-without alt text).  Inline images (``<path with spaces.jpg>`` in angle brackets,
+text and captions pages already give an image) and the images a page shows without
+alt text (:func:`images_without_alt`, :func:`with_alt`: the MkDocs plugin's
+``alt_text: missing``).  Inline images (``<path with spaces.jpg>`` in angle brackets,
 titles in ``"..."``, ``'...'`` or ``(...)``) and reference images (``![alt][ref]``,
 ``![alt][]``, ``![][ref]``, with their ``[ref]: path "title"`` definitions) are
 found outside code fences, inline code and HTML comments.  Paths are resolved the
@@ -18,6 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from .images import IMAGE_SUFFIXES
+from .safe_text import markdown_line
 
 _IMAGE = re.compile(
     r"!\[(?P<alt>(?:[^\]\\\n]|\\.)*)\]"
@@ -136,3 +140,59 @@ def markdown_images(markdown: str, skip: Sequence[tuple[int, int]] = ()) -> list
                 )
             found.append(image)
     return found
+
+
+@dataclass(frozen=True)
+class MissingAlt:
+    """One image without alt text: where it is, and the file it shows."""
+
+    found: MarkdownImage
+    image: Path | None
+    """The image file; ``None`` with a ``problem`` for a reference without a definition."""
+    problem: str = ""
+
+    @property
+    def line(self) -> int:
+        return self.found.line
+
+    @property
+    def start(self) -> int:
+        return self.found.start
+
+    @property
+    def end(self) -> int:
+        return self.found.end
+
+
+def images_without_alt(
+    markdown: str, page_path: Path, docs_dir: Path, skip: list[tuple[int, int]] = ()
+) -> list[MissingAlt]:  # type: ignore[assignment]
+    """Local images (files under ``docs_dir``) with empty alt text, outside code, comments
+    and the ``skip`` spans: only ``![](path)`` counts, never a person's alt text nor an
+    HTML ``<img alt="">`` (an empty alt there marks a decorative image)."""
+    missing = []
+    for found in markdown_images(markdown, skip):
+        if found.alt:
+            continue
+        if found.ref and not found.src:
+            problem = (
+                f"image reference [{found.ref}] has no definition ([{found.ref}]: path); "
+                "its alt text is not filled"
+            )
+            missing.append(MissingAlt(found, None, problem))
+            continue
+        path = resolve_src(found.src, page_path, docs_dir)
+        if path is None or not path.is_relative_to(docs_dir) or not path.is_file():
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            missing.append(MissingAlt(found, path))
+    return missing
+
+
+def with_alt(missing: MissingAlt, alt: str) -> str:
+    """The image's Markdown with ``alt`` filled in (source and title as written)."""
+    found = missing.found
+    if found.ref:
+        return f"![{markdown_line(alt)}][{found.ref}]"
+    src = f"<{found.src}>" if found.angle else found.src
+    return f"![{markdown_line(alt)}]({src}{found.title})"

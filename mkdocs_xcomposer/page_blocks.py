@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mkdocs.plugins import get_plugin_logger
+from xcomposer import MissingAlt, with_alt
 
-from .alt_text import MissingAlt, with_alt
 from .blocks import Block, BlockError, each_error
 from .extension import FigurePart, NoticePart, Part, Replacement
 from .page_text import has_h1, lines_before, short

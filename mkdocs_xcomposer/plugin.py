@@ -27,24 +27,26 @@ from mkdocs.utils.meta import get_data
 from xcomposer import (  # the package is lazy: none of these imports pydantic
     EngineFacts,
     FolderFingerprints,
+    MissingAlt,
     Outcome,
     ResultStore,
     Task,
     Workshop,
     WorkshopSettings,
+    describes_an_image,
+    images_without_alt,
     recall_facts,
     remember_facts,
 )
 
 from . import page_blocks
-from .alt_text import MissingAlt, find_missing
 from .blocks import Block, BlockError, each_error, find_blocks
 from .config import DEFAULT_CACHE_DIR, OLD_CACHE_DIR, XComposerConfig, resolve_frozen
 from .engine_config import facts_signature_of
 from .extension import NoticePart, PageRef, Replacement, XComposerExtension
 from .page_text import lines_before, shown
 from .render import FigureStyle
-from .site_files import SiteImages, is_sidecar
+from .site_files import SiteImages
 from .spec import BlockSpec, Folders, build_spec
 from .tasks import alt_task, block_task
 
@@ -244,7 +246,8 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             if self.config.alt_text == "missing":  # alt text is read from docs_dir's sidecars
                 library = (*library, self.folders.docs_dir)
             for file in list(files):
-                if file.abs_src_path and is_sidecar(Path(file.abs_src_path), library):
+                path = Path(file.abs_src_path or "")
+                if any(path.is_relative_to(r) for r in library) and describes_an_image(path):
                     files.remove(file)
         return files
 
@@ -317,7 +320,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             raise BlockErrors(errors)
         if self.config.alt_text == "missing":
             spans = [(b.start, b.end) for b in blocks]
-            for missing in find_missing(markdown, path, self.folders.docs_dir, spans):
+            for missing in images_without_alt(markdown, path, self.folders.docs_dir, spans):
                 where = f"{page}:{missing.line + line_offset}"
                 if missing.image is None:
                     log.warning("%s: %s", where, missing.problem)

@@ -102,23 +102,3 @@ def _unique_names(roots: tuple[Path, ...]) -> dict[Path, str]:
         taken.add(candidate)
         names[root] = candidate
     return names
-
-
-SIDECAR_SUFFIXES = (".txt", ".md")
-
-
-def is_sidecar(path: Path, library: tuple[Path, ...]) -> bool:
-    """Whether ``path`` describes an image of a library folder (``NAME.txt``, ``NAME.md``
-    or ``NAME.png.md`` beside an image, or a ``captions.yml``)."""
-    from xcomposer import IMAGE_SUFFIXES
-
-    if not any(path.is_relative_to(root) for root in library):
-        return False
-    if path.name in ("captions.yml", "captions.yaml"):
-        return True
-    if path.suffix.lower() not in SIDECAR_SUFFIXES:
-        return False
-    stem = path.with_suffix("")
-    if stem.suffix.lower() in IMAGE_SUFFIXES and stem.is_file():
-        return True
-    return any(stem.with_suffix(s).is_file() for s in IMAGE_SUFFIXES)

@@ -245,3 +245,18 @@ def test_the_plugins_block_fingerprint_renews_when_photo_png_md_is_edited(tmp_pa
     prints.forget()
     assert prints.folder(tmp_path) != before
     assert prints.folder(tmp_path) == library_fingerprint([tmp_path])
+
+
+def test_the_files_the_library_reads_for_an_image_are_exactly_its_description_files(tmp_path):
+    from xcomposer import describes_an_image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    for name in ("photo.txt", "photo.md", "photo.png.txt", "photo.png.md", "captions.json"):
+        (tmp_path / name).write_text("A red photo\n")
+        assert describes_an_image(tmp_path / name), name
+        before = library_fingerprint([tmp_path])
+        (tmp_path / name).write_text("A red photo at dawn\n")
+        assert library_fingerprint([tmp_path]) != before, f"{name} is read, so it is fingerprinted"
+    for name in ("notes.md", "photo.jpg.md", "README.txt", "photo.png.yml"):
+        (tmp_path / name).write_text("not about an image\n")
+        assert not describes_an_image(tmp_path / name), name

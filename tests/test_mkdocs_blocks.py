@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from xcomposer import markdown_line
+from xcomposer import images_without_alt, markdown_line
 
-from mkdocs_xcomposer.alt_text import find_missing
 from mkdocs_xcomposer.blocks import BlockError, check_options, find_blocks
 from mkdocs_xcomposer.render import neutralise
 
@@ -103,7 +102,7 @@ def test_missing_alt_is_found_only_where_empty(tmp_path) -> None:  # noqa: ANN00
         "`![](img/a.png)`\n```\n![](img/a.png)\n```\n![](https://x/y.png)\n![](img/none.png)\n"
         "![](../../outside.png)\n"
     )
-    found = find_missing(text, page, docs)
+    found = images_without_alt(text, page, docs)
     assert [(m.line, m.found.src, m.found.title) for m in found] == [
         (1, "img/a.png", ""),
         (3, "img/b.png", ' "Title"'),

@@ -15,8 +15,8 @@ import pytest
 from mkdocs.exceptions import PluginError
 from mkdocs_sites import Elements, build_site, main_content, make_site, output_path
 from scripted import ScriptedBackend
+from xcomposer import images_without_alt, with_alt
 
-from mkdocs_xcomposer.alt_text import find_missing, with_alt
 from mkdocs_xcomposer.blocks import BlockError, find_blocks
 
 BLOG_SITE = Path(__file__).parent / "mkdocs_sites" / "material_blog"
@@ -139,7 +139,7 @@ def test_alt_text_cases_comments_angle_brackets_and_references(tmp_path: Path) -
         "![][cat] and ![][nowhere]\n\n"
         "[cat]: photos/cat.jpg\n"
     )
-    found = find_missing(page, docs / "index.md", docs)
+    found = images_without_alt(page, docs / "index.md", docs)
     assert [(m.line, m.found.ref, m.image.name if m.image else None) for m in found] == [
         (3, "", "lily copy.jpg"),
         (5, "cat", "cat.jpg"),

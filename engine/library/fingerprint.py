@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..images import file_sha256
+from ..images import IMAGE_SUFFIXES, file_sha256
 from .docs_refs import collect_references
 from .scan import FOLDER_CAPTION_FILES, Found, Skip, scan_root
 from .sources import sidecar_names
@@ -65,6 +65,20 @@ def read_files(item: Found) -> list[str]:
     sidecars = [n for n in sidecar_names(item.path) if n in item.folder_files]
     captions = [n for n in FOLDER_CAPTION_FILES if n in item.folder_files]
     return sidecars + captions
+
+
+def describes_an_image(path: Path) -> bool:
+    """Whether the library reads ``path`` for an image: a sidecar beside an image file
+    (:func:`~.sources.sidecar_names`), or a folder's captions file."""
+    if path.name in FOLDER_CAPTION_FILES:
+        return True
+    images = [path.with_suffix(""), *(path.with_suffix(s) for s in IMAGE_SUFFIXES)]
+    return any(
+        image.suffix.lower() in IMAGE_SUFFIXES
+        and path.name in sidecar_names(image)
+        and image.is_file()
+        for image in images
+    )
 
 
 def library_reads(config: LibraryConfig | None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,29 +208,11 @@ def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerP
 
 
 def _page_image(image: Path, plugin: XComposerPlugin) -> Path:
-    """The image inside docs_dir: as is, or copied from its library folder (never overwriting)."""
-    from xcomposer import file_sha256
-
-    from .site_files import ASSETS
-
-    folders = plugin.folders
-    assert folders is not None
-    if image.is_relative_to(folders.docs_dir):
-        return image
-    root = next((r for r in folders.library if image.is_relative_to(r)), image.parent)
-    target = folders.docs_dir / ASSETS / root.name / image.relative_to(root)
-    if target.exists():
-        if file_sha256(target) != file_sha256(image):
-            raise InputError(
-                f"{target} exists and differs from the library's {image}",
-                "move it away, then materialize again",
-            )
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(image, tmp)
-    os.replace(tmp, target)
-    return target
+    """The image inside docs_dir: as is, or copied where ``site fill`` puts it (never over a
+    different file)."""
+    assert plugin.images is not None
+    plugin.images.copy_into_docs(image, replace=False)
+    return plugin.images.docs_dir / plugin.images.src_uri(image)
 
 
 def _no_stars(text: str) -> str:

@@ -8,7 +8,6 @@ MkDocs' relative URLs, right from nested pages with ``use_directory_urls`` on or
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -38,19 +37,26 @@ class SiteImages:
         prefix = self._prefixes.get(root, root.name)
         return f"{ASSETS}/{prefix}/{image.relative_to(root).as_posix()}"
 
-    def copy_into_docs(self, image: Path) -> Path | None:
+    def copy_into_docs(self, image: Path, replace: bool = True) -> Path | None:
         """Copy a library image from outside docs_dir to its ``src_uri`` under docs_dir, so
-        generators that run only the Markdown extension publish it (``None``: nothing to do)."""
+        generators that run only the Markdown extension publish it (``None``: nothing to do).
+
+        ``replace=False``: a different file already there is an InputError, not overwritten.
+        """
+        from xcomposer import InputError, write_atomic
+
         if image.is_relative_to(self.docs_dir):
             return None
         target = self.docs_dir / self.src_uri(image)
         data = site_bytes(image)
         if target.is_file() and target.read_bytes() == data:
             return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        if target.exists() and not replace:
+            raise InputError(
+                f"{target} exists and differs from the library's {image}",
+                "move it away, then try again",
+            )
+        write_atomic(target, data)
         return target
 
     def file_for(self, image: Path, files: Files, config: MkDocsConfig) -> File:

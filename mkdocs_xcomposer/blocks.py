@@ -47,15 +47,6 @@ _HEADER = re.compile(
 )
 _FENCE_OPEN = re.compile(r"^[ \t]{0,3}(?P<fence>`{3,}|~{3,})")
 
-_COMMON = {"images", "backend"}
-#: The options each block accepts, besides its header argument.
-OPTIONS: dict[str, set[str]] = {
-    "compose": _COMMON
-    | {"max_images", "candidates", "words", "sections", "language", "seed", "title_level"},
-    "illustrate": _COMMON | {"max_images", "candidates", "seed"},
-    "describe": {"backend", "question", "style", "language", "show_image"},
-}
-
 
 class BlockError(Exception):
     """A block that cannot be used: ``str(err)`` is ``"page.md:LINE: what; fix"``."""
@@ -94,7 +85,7 @@ class Block:
     argument: str
     """The text after ``|`` in the header: a title, or the image of a ``describe`` block."""
     options: dict[str, Any]
-    """The YAML options, as written (validated by :func:`check_options`)."""
+    """The YAML options, as written (checked by ``spec.build_spec``)."""
     body: str
     """The instruction (compose), the writer's text (illustrate), unused for describe."""
     page: str
@@ -299,16 +290,3 @@ def _parse_options(option_lines: list[str], page: str, line_no: int) -> dict[str
             "spaces (leave a blank line before the body)",
         )
     return {str(k): v for k, v in data.items()}
-
-
-def check_options(block: Block) -> None:
-    """Unknown options are errors: a typo must not silently change the result."""
-    known = OPTIONS[block.kind]
-    for name in block.options:
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise block.error(
-                f"unknown option '{name}' for a {block.kind} block; "
-                f"{hint}known options: {', '.join(sorted(known))}"
-            )

@@ -6,12 +6,13 @@ Every path a page names must stay inside docs_dir or a configured library folder
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .blocks import Block, check_options
+from .blocks import Block
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,23 @@ class BlockSpec:
 
 def build_spec(block: Block, folders: Folders, backends: set[str]) -> BlockSpec:
     """Check ``block``'s options and paths; raise :class:`BlockError` with ``page.md:LINE``."""
-    check_options(block)
     opts = dict(block.options)
-    backend = _optional_str(block, opts.pop("backend", None), "backend")
+    if "title" in opts and block.kind == "compose":
+        raise block.error("a compose block's title goes in its header: /// compose | Title")
+    image_dirs = opts.pop("images", None) if block.kind != "describe" else None
+    if block.kind == "compose":
+        opts["title"] = block.argument or None
+    checked = _checked(block, opts)
+    backend = checked.backend
     if backend is not None and backend not in backends:
         known = ", ".join(sorted(backends)) or "none are configured"
         raise block.error(
             f"backend '{backend}' is not configured (named backends: {known}); "
             "add it under the plugin's engine: backends: or remove the option"
         )
+    options = _engine_options(block, checked)
     if block.kind == "describe":
-        return _describe_spec(block, folders, opts, backend)
+        return _describe_spec(block, folders, options, backend, checked.show_image)
     text = block.body.strip()
     if not text:
         what = "instruction" if block.kind == "compose" else "text to illustrate"
@@ -87,15 +94,13 @@ def build_spec(block: Block, folders: Folders, backends: set[str]) -> BlockSpec:
             f"the {block.kind} block's {what} is empty; write it between the header and "
             "the closing ///"
         )
-    image_dirs = _image_dirs(block, folders, opts.pop("images", None))
-    level = opts.pop("title_level", None)
-    if level is not None and (not _is_int(level) or not 1 <= level <= 5):
-        raise block.error(f"title_level must be 1 to 5, not {level!r}")
-    if block.kind == "compose":
-        opts["title"] = block.argument or None
-    options = _engine_options(block, opts)
     return BlockSpec(
-        block, text, options, image_dirs=image_dirs, backend=backend, title_level=level
+        block,
+        text,
+        options,
+        image_dirs=_image_dirs(block, folders, image_dirs),
+        backend=backend,
+        title_level=getattr(checked, "title_level", None),
     )
 
 
@@ -103,28 +108,63 @@ def build_spec(block: Block, folders: Folders, backends: set[str]) -> BlockSpec:
 _BLOCK_NAMES = {"n_images": "max_images"}
 
 
-def _engine_options(block: Block, values: dict[str, Any]) -> Any:
-    """The block's options checked by the engine's option models (the one home of their
-    bounds), a failure reported at the block's ``page.md:LINE`` in the block's own words."""
-    from xcomposer import ComposeOptions, DescribeOptions, IllustrateOptions, OptionError
+@functools.cache
+def block_options(kind: str) -> Any:
+    """The options a ``kind`` block accepts: the engine's option model for it (the one home
+    of the bounds) with the fields only a block has.  Built on first use (pydantic)."""
+    from typing import Annotated
+
+    from pydantic import Field
+    from xcomposer import ComposeOptions, DescribeOptions, IllustrateOptions, Switch
+
+    Text = Annotated[str, Field(strict=True)] | None
+
+    class ComposeBlock(ComposeOptions):
+        backend: Text = None
+        title_level: Annotated[int, Field(strict=True, ge=1, le=5)] | None = None
+
+    class IllustrateBlock(IllustrateOptions):
+        backend: Text = None
+
+    class DescribeBlock(DescribeOptions):
+        backend: Text = None
+        show_image: Switch = False
+
+    return {"compose": ComposeBlock, "illustrate": IllustrateBlock}.get(kind, DescribeBlock)
+
+
+def _checked(block: Block, values: dict[str, Any]) -> Any:
+    """The block's options checked (unknown ones refused with a did-you-mean), a failure
+    reported at the block's ``page.md:LINE`` in the block's own option names."""
+    from xcomposer import OptionError
+
+    for engine_name, block_name in _BLOCK_NAMES.items():
+        if engine_name in values:
+            raise block.error(f"unknown option '{engine_name}'; did you mean '{block_name}'?")
+        if block_name in values:
+            values[engine_name] = values.pop(block_name)
+    try:
+        return block_options(block.kind).parse(values)
+    except OptionError as err:
+        message = str(err)
+        for engine_name, block_name in _BLOCK_NAMES.items():
+            message = message.replace(f"'{engine_name}'", f"'{block_name}'")
+            message = message.replace(f"{engine_name} must", f"{block_name} must")
+        raise block.error(message) from None
+
+
+def _engine_options(block: Block, checked: Any) -> Any:
+    """The engine's own options of a checked block (what names its result)."""
+    from xcomposer import ComposeOptions, DescribeOptions, IllustrateOptions
 
     model = {"compose": ComposeOptions, "illustrate": IllustrateOptions}.get(
         block.kind, DescribeOptions
     )
-    for engine_name, block_name in _BLOCK_NAMES.items():
-        if block_name in values:
-            values[engine_name] = values.pop(block_name)
-    try:
-        return model.parse(values)
-    except OptionError as err:
-        message = str(err)
-        for engine_name, block_name in _BLOCK_NAMES.items():
-            message = message.replace(engine_name, block_name)
-        raise block.error(message) from None
+    return model.parse(checked)
 
 
 def _describe_spec(
-    block: Block, folders: Folders, opts: dict[str, Any], backend: str | None
+    block: Block, folders: Folders, options: Any, backend: str | None, show_image: bool
 ) -> BlockSpec:
     from xcomposer import IMAGE_SUFFIXES
 
@@ -141,10 +181,6 @@ def _describe_spec(
         )
     if image.suffix.lower() not in IMAGE_SUFFIXES:
         raise block.error(f"'{block.argument}' is not an image file (by its extension)")
-    show_image = opts.pop("show_image", False)
-    if not isinstance(show_image, bool):
-        raise block.error(f"show_image must be true or false, not {show_image!r}")
-    options = _engine_options(block, opts)
     return BlockSpec(block, "", options, image=image, backend=backend, show_image=show_image)
 
 
@@ -180,13 +216,3 @@ def _confined(block: Block, folders: Folders, name: str, what: str) -> Path:
             "docs_dir (relative to it) or add its folder to the plugin's library:"
         )
     return path
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _optional_str(block: Block, value: Any, name: str) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise block.error(f"{name} must be text, not {value!r}")
-    return value

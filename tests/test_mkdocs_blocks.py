@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from xcomposer import images_without_alt, markdown_line
 
-from mkdocs_xcomposer.blocks import BlockError, check_options, find_blocks
+from mkdocs_xcomposer.blocks import BlockError, find_blocks
 from mkdocs_xcomposer.render import neutralise
+from mkdocs_xcomposer.spec import Folders, build_spec
 
 
 def test_header_options_body_and_lines() -> None:
@@ -78,10 +81,39 @@ def test_front_matter_offset() -> None:
     assert block.line == 5
 
 
-def test_unknown_options_are_errors() -> None:
-    (block,) = find_blocks("/// describe | a.png\n    style: alt\n    colour: red\n///\n", "p.md")
-    with pytest.raises(BlockError, match="unknown option 'colour'.*question"):
-        check_options(block)
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        ("/// describe | a.png\n    style: alt\n    colour: red\n///\n", "unknown option 'colour'"),
+        ("/// describe | a.png\n    images: x\n///\n", "unknown option 'images'"),
+        ("/// compose\n    max_image: 2\n\nW.\n///\n", "did you mean 'max_images'"),
+        ("/// compose\n    n_images: 2\n\nW.\n///\n", "did you mean 'max_images'"),
+        ("/// compose\n    title: T\n\nW.\n///\n", "title goes in its header"),
+        ("/// compose\n    title_level: 7\n\nW.\n///\n", "title_level must be a whole number"),
+        ("/// compose\n    backend: 3\n\nW.\n///\n", "backend must be text"),
+        ("/// describe | a.png\n    show_image: maybe\n///\n", "show_image must be on or off"),
+        ("/// illustrate\n    sections: 2\n\nT.\n///\n", "unknown option 'sections'"),
+    ],
+)
+def test_block_options_are_the_engine_models_plus_the_blocks_own(
+    tmp_path: Path, page: str, message: str
+) -> None:
+    (block,) = find_blocks(page, "p.md")
+    folders = Folders(tmp_path, tmp_path, (tmp_path,))
+    with pytest.raises(BlockError, match=message) as err:
+        build_spec(block, folders, set())
+    assert str(err.value).startswith("p.md:1: ") and "\n" not in str(err.value)
+
+
+def test_a_blocks_own_options_do_not_name_its_result(tmp_path: Path) -> None:
+    folders = Folders(tmp_path, tmp_path, (tmp_path,))
+    plain, leveled = (
+        build_spec(find_blocks(page, "p.md")[0], folders, set())
+        for page in ("/// compose\n\nW.\n///\n", "/// compose\n    title_level: 2\n\nW.\n///\n")
+    )
+    assert leveled.title_level == 2
+    assert type(leveled.options).__name__ == "ComposeOptions"
+    assert plain.key_inputs(folders) == leveled.key_inputs(folders)
 
 
 def test_neutralise_keeps_text_and_defuses_structure() -> None:

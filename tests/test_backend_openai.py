@@ -224,6 +224,50 @@ def test_4xx_is_not_retried_and_quotes_the_server_in_one_line(server):
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # llama-server (b6000 and later)
+        (400, {"error": {"code": 400, "type": "exceed_context_size_error", "n_ctx": 4096,
+                         "message": "request (4476 tokens) exceeds the available context size "
+                                    "(4096 tokens), try increasing it"}}),
+        # vLLM and OpenAI
+        (400, {"object": "error", "type": "BadRequestError", "code": 400,
+               "message": "This model's maximum context length is 2048 tokens. However, you "
+                          "requested 3000 tokens (2900 in the messages, 100 in the completion)."}),
+        (400, {"error": {"code": "context_length_exceeded", "message": "Too long."}}),
+        # LMDeploy
+        (400, {"error": "the input token length 5000 exceeds session_len 4096"}),
+    ],
+)  # fmt: skip
+def test_a_servers_context_overflow_is_too_large_not_retried(server, status, body):
+    from xcomposer import TooLargeError
+
+    server.script(Reply(status=status, body=body))
+    with pytest.raises(TooLargeError) as info:
+        backend_for(server).generate(ask("a very long text " * 50))
+    message = str(info.value)
+    assert "longer than the model's context" in message and "\n" not in message
+    assert "larger context" in message  # the fix
+    assert len(server.requests) == 1
+
+
+def test_a_context_overflow_message_never_shows_the_key(server, monkeypatch):
+    from xcomposer import TooLargeError
+
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    server.script(error(400, f"maximum context length is 2048 tokens (key {SECRET})"))
+    with pytest.raises(TooLargeError) as info:
+        backend_for(server, api_key_env=KEY_ENV).generate(ask())
+    assert SECRET not in str(info.value) and "***" in str(info.value)
+
+
+def test_an_ordinary_bad_request_is_still_a_backend_error(server):
+    server.script(error(400, "unknown field 'frobnicate'"))
+    with pytest.raises(BackendError):
+        backend_for(server).generate(ask())
+
+
 def test_slow_answer_hits_the_timeout_and_names_the_key(server):
     server.script(chat("too late", delay=3))
     with pytest.raises(BackendError) as info:

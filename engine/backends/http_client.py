@@ -25,6 +25,7 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import socket
 import threading
 import time
@@ -33,7 +34,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import BackendError, ConfigError, ModelError
+from ..errors import BackendError, ConfigError, ModelError, TooLargeError, XComposerError
 
 try:
     import httpx
@@ -112,6 +113,23 @@ class HTTPStatusError(BackendError):
         llama-cpp-python's server answers 500 to a body that fails its validation.
         """
         return rejects_request(self.status, self.server_message)
+
+
+# How servers refuse a prompt longer than the model's context: llama-server
+# ("exceeds the available context size", exceed_context_size_error), vLLM and OpenAI
+# ("maximum context length is", context_length_exceeded), vLLM's newer "too long to fit
+# into the model", LMDeploy ("exceeds session_len").
+_CONTEXT_OVERFLOW = re.compile(
+    r"exceeds? the (available )?context|exceed_context_size|maximum context length"
+    r"|context_length_exceeded|too long to fit into the model|session_len",
+    re.IGNORECASE,
+)
+
+
+def overflows_context(status: int, body: str) -> bool:
+    """Whether the server refused the request for the model's context length (``body``:
+    its error body, whose message, type or code may say so)."""
+    return status in (400, 413, 422) and bool(_CONTEXT_OVERFLOW.search(body))
 
 
 def rejects_request(status: int, message: str) -> bool:
@@ -338,7 +356,7 @@ class HttpClient:
                     delay,
                 )
                 time.sleep(delay)
-            except BackendError as err:
+            except (BackendError, TooLargeError) as err:
                 raise scrubbed(err, secrets) from None
 
     def _attempt(self, method, url, data, headers, timeout, consume) -> Any:  # noqa: ANN001
@@ -394,6 +412,12 @@ class HttpClient:
                     message,
                 ),
                 _retry_after(resp.headers.get("Retry-After"), self.retry_after_max),
+            )
+        if overflows_context(status, body[:4000].decode("utf-8", errors="replace")):
+            raise TooLargeError(
+                f"{url} refused the request as longer than the model's context ({message})",
+                "send a shorter text, or serve the model with a larger context "
+                "(llama-server -c, vLLM --max-model-len, LMDeploy --session-len)",
             )
         if status in (401, 403):
             fix = f"check the API key in the variable named by {self.setting}.api_key_env"
@@ -511,7 +535,7 @@ def scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-def scrubbed(err: BackendError, secrets: list[str]) -> BackendError:
+def scrubbed(err: XComposerError, secrets: list[str]) -> XComposerError:
     if not any(s and s in str(err) for s in secrets):
         return err
     what, fix = scrub(err.what, secrets), scrub(err.fix or "", secrets) or None

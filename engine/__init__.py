@@ -56,15 +56,18 @@ _EXPORTS = {
         "IllustrateOptions",
         "OptionError",
         "Switch",
+        "check_text_fits",
     ),
     "images": (
         "IMAGE_SUFFIXES",
+        "check_image",
         "display_size",
         "encode_image",
         "file_sha256",
         "image_data_uri",
         "load_image",
         "open_image",
+        "store_image_bytes",
     ),
     "library.fingerprint": ("library_fingerprint",),
     "svg": ("safe_svg_bytes",),
@@ -123,12 +126,14 @@ if TYPE_CHECKING:
     )
     from .images import (
         IMAGE_SUFFIXES,
+        check_image,
         display_size,
         encode_image,
         file_sha256,
         image_data_uri,
         load_image,
         open_image,
+        store_image_bytes,
     )
     from .jobs import Job, JobCancelled, JobEvent, JobRunner, run_all
     from .library.fingerprint import library_fingerprint
@@ -141,6 +146,7 @@ if TYPE_CHECKING:
         IllustrateOptions,
         OptionError,
         Switch,
+        check_text_fits,
     )
     from .page_images import MarkdownImage, markdown_images, resolve_src
     from .progress import Progress, ProgressCallback
@@ -182,6 +188,7 @@ __all__ = [
     "markdown_images",
     "MarkdownImage",
     "check_edit",
+    "check_text_fits",
     "EDIT_OPS",
     "Edit",
     "TooLargeError",
@@ -234,6 +241,8 @@ __all__ = [
     "local_model_files",
     "load_image",
     "open_image",
+    "store_image_bytes",
+    "check_image",
     "run_all",
     "serving_every_role",
     "safe_svg_bytes",

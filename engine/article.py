@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .safe_text import (
     figure_html,
     json_safe,
@@ -85,6 +86,18 @@ class Article:
             figures.append(Figure(**f))
         paragraphs = [Paragraph(**p) for p in data.pop("paragraphs", [])]
         return cls(paragraphs=paragraphs, figures=figures, **data)
+
+    @classmethod
+    def parse(cls, data: Any) -> Article:
+        """An article from JSON data someone sent back (a client, a file), or an
+        :class:`InputError` in one line when it is not article JSON."""
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise InputError(
+                "the article is not valid article JSON",
+                "send the 'article' of an earlier result unchanged",
+            ) from None
 
     @classmethod
     def from_json(cls, text: str) -> Article:

@@ -16,7 +16,10 @@ backends, figure sizes):
   an SVG's width/height or viewBox), read without decoding the pixels;
 * :func:`encode_image` / :func:`image_data_uri` give a backend PNG or JPEG
   bytes whatever the source (WebP, SVG, TIFF...), since llama.cpp and some
-  servers accept nothing else.
+  servers accept nothing else;
+* :func:`check_image` and :func:`store_image_bytes` check an image a person sent
+  (a path, an upload) with messages that name it as they know it, never by a
+  server's absolute path.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ImageError
+from .errors import ImageError, TooLargeError
 from .svg import SVG_SUFFIXES
 
 if TYPE_CHECKING:
@@ -263,3 +267,52 @@ def image_data_uri(path: Path | str, max_side: int | None = None) -> str:
     """The image as a ``data:`` URI of PNG or JPEG bytes (see :func:`encode_image`)."""
     mime, data = encode_image(path, max_side)
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def check_image(path: Path, shown: str) -> None:
+    """Raise :class:`ImageError` naming ``shown`` (never ``path`` itself, which may be a
+    server's absolute path) when ``path`` is not an image :func:`open_image` decodes."""
+    try:
+        with open_image(path):
+            pass
+    except ImageError as err:
+        raise ImageError(str(err).replace(str(path), f"'{shown}'")) from None
+
+
+def store_image_bytes(
+    data: bytes,
+    folder: Path,
+    max_bytes: int,
+    name: str = "upload",
+    limit_fix: str = "send a smaller image",
+) -> Path:
+    """Keep image bytes a person sent in ``folder`` as ``<sha256>.<format>``, once per content.
+
+    The bytes are checked by :func:`open_image` before they get their name; an error
+    names the image ``name``.  ``limit_fix`` is the fix an oversize upload is told (an
+    adapter names its own setting for ``max_bytes``).
+    """
+    if len(data) > max_bytes:
+        raise TooLargeError(
+            f"the uploaded image is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit",
+            limit_fix,
+        )
+    if not data:
+        raise ImageError("the uploaded image is empty (0 bytes)", "send the image's bytes")
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    known = sorted(folder.glob(f"{digest}.*"))
+    if known:
+        return known[0]
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".upload") as fh:
+        fh.write(data)
+    tmp = Path(fh.name)
+    try:
+        with open_image(tmp, max_bytes=max_bytes) as img:
+            suffix = (img.format or "img").lower().replace("jpeg", "jpg")
+    except ImageError as err:
+        tmp.unlink(missing_ok=True)
+        raise ImageError(str(err).replace(str(tmp), f"'{name}'")) from None
+    target = folder / f"{digest}.{suffix}"
+    tmp.replace(target)
+    return target

@@ -13,11 +13,14 @@ import pytest
 from PIL import Image
 from xcomposer import (
     ImageError,
+    TooLargeError,
+    check_image,
     display_size,
     encode_image,
     image_data_uri,
     load_image,
     safe_svg_bytes,
+    store_image_bytes,
 )
 from xcomposer.images import open_image
 from xcomposer.library.features import NEAR_DUPLICATE_BITS, analyse, hamming
@@ -225,3 +228,35 @@ def test_not_svg_and_broken_svg_are_image_errors(tmp_path):
         open_image(tmp_path / "html.svg")
     with pytest.raises(ImageError, match="not valid SVG"):
         open_image(tmp_path / "cut.svg")
+
+
+def test_an_image_error_names_the_image_as_the_person_knows_it(tmp_path):
+    secret = tmp_path / "server-root" / "notes.png"
+    secret.parent.mkdir()
+    secret.write_text("not an image")
+    with pytest.raises(ImageError) as err:
+        check_image(secret, "notes.png")
+    assert "'notes.png' is not an image" in str(err.value)
+    assert str(tmp_path) not in str(err.value)
+    Image.new("RGB", (8, 8), "red").save(secret)
+    check_image(secret, "notes.png")  # an image passes
+
+
+def test_uploaded_bytes_are_kept_once_by_content_after_checking(tmp_path):
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (20, 10), "blue").save(png, "PNG")
+    Image.new("RGB", (20, 10), "green").save(jpeg, "JPEG")
+    folder = tmp_path / "uploads"
+    first = store_image_bytes(png.getvalue(), folder, 1_000_000)
+    assert first.suffix == ".png" and first.read_bytes() == png.getvalue()
+    assert store_image_bytes(png.getvalue(), folder, 1_000_000) == first  # same bytes, same file
+    assert store_image_bytes(jpeg.getvalue(), folder, 1_000_000).suffix == ".jpg"
+    assert load_image(first).size == (20, 10)
+    with pytest.raises(ImageError, match="'holiday.png' is not an image") as err:
+        store_image_bytes(b"<html>not an image</html>", folder, 1_000_000, name="holiday.png")
+    assert str(folder) not in str(err.value)
+    with pytest.raises(ImageError, match="empty"):
+        store_image_bytes(b"", folder, 1_000_000)
+    with pytest.raises(TooLargeError, match="over the 0.0 MB limit; raise upload_limit"):
+        store_image_bytes(png.getvalue(), folder, 10, limit_fix="raise upload_limit")
+    assert sorted(p.suffix for p in folder.iterdir()) == [".jpg", ".png"]  # nothing else left

@@ -14,9 +14,11 @@ backends, figure sizes):
   or ``RGBA`` with their values scaled, not clipped;
 * :func:`display_size` is the size a browser shows (rotated photos swapped,
   an SVG's width/height or viewBox), read without decoding the pixels;
-* :func:`encode_image` / :func:`image_data_uri` give a backend PNG or JPEG
-  bytes whatever the source (WebP, SVG, TIFF...), since llama.cpp and some
-  servers accept nothing else;
+* :func:`image_bytes` is the one policy for the bytes an image is embedded or
+  published as (a site's copy, a notebook attachment, a model request): its own
+  bytes where the caller keeps them (an SVG sanitised), else
+  :func:`encode_image`'s PNG or JPEG, upright and scaled, whatever the source
+  (WebP, SVG, TIFF...), since llama.cpp and some servers accept nothing else;
 * :func:`check_image` and :func:`store_image_bytes` check an image a person sent
   (a path, an upload) with messages that name it as they know it, never by a
   server's absolute path.
@@ -25,10 +27,13 @@ backends, figure sizes):
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
+import mimetypes
 import tempfile
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,8 +47,11 @@ RASTER_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif"}
 )
 IMAGE_SUFFIXES = RASTER_SUFFIXES | SVG_SUFFIXES
+#: ``keep`` of :func:`image_bytes`: every image keeps its own bytes (an SVG sanitised).
+EVERY_FORMAT = frozenset({"*"})
 #: EXIF orientations that turn the picture a quarter turn (width and height swap).
 _QUARTER_TURNS = {5, 6, 7, 8}
+_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg"}
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_BYTES = 50_000_000
 
@@ -263,9 +271,46 @@ def encode_image(
     return "image/png", out.getvalue()
 
 
+def image_bytes(
+    path: Path | str,
+    max_side: int | None = None,
+    keep: Collection[str] = (),
+    keep_bytes: int | None = None,
+) -> tuple[str, bytes]:
+    """``(mime type, bytes)`` to embed or publish an image as: the one policy for a site's
+    copy, a notebook attachment and a model request, each giving only its parameters.
+
+    An image keeps its own bytes when its format (Pillow's name: ``PNG``, ``JPEG``,
+    ``GIF``, ``SVG`` ...) is in ``keep`` (:data:`EVERY_FORMAT`: any), its longer side is
+    at most ``max_side`` and its file at most ``keep_bytes``; an SVG kept is sanitised
+    (nothing in it runs or fetches).  Any other image becomes :func:`encode_image`'s
+    upright PNG or JPEG, its longer side at most ``max_side``.  With
+    :data:`EVERY_FORMAT` and no limits nothing is decoded (a site copies big photos).
+    """
+    path = Path(path)
+    every = keep == EVERY_FORMAT
+    if is_svg(path) and (every or "SVG" in keep):
+        from .svg import safe_svg_bytes
+
+        clean = safe_svg_bytes(path)  # an .svgz stays gzipped (reproducibly: no timestamp)
+        return "image/svg+xml", gzip.compress(clean, mtime=0) if _gzipped(path) else clean
+    if every and max_side is None and keep_bytes is None:
+        return mimetypes.guess_type(path.name)[0] or "application/octet-stream", path.read_bytes()
+    if keep and not is_svg(path) and (keep_bytes is None or path.stat().st_size <= keep_bytes):
+        with open_image(path) as img:
+            fmt, size = (img.format or "").upper(), img.size
+        if (every or fmt in keep) and (max_side is None or max(size) <= max_side):
+            return _MIME.get(fmt) or f"image/{fmt.lower()}", path.read_bytes()
+    return encode_image(path, max_side)
+
+
+def _gzipped(path: Path) -> bool:
+    return path.suffix.lower() == ".svgz"
+
+
 def image_data_uri(path: Path | str, max_side: int | None = None) -> str:
     """The image as a ``data:`` URI of PNG or JPEG bytes (see :func:`encode_image`)."""
-    mime, data = encode_image(path, max_side)
+    mime, data = image_bytes(path, max_side)
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import mimetypes
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -22,28 +23,21 @@ from typing import Any
 from xcomposer import (
     Article,
     Figure,
-    encode_image,
+    image_bytes,
     markdown_line,
-    open_image,
     url_path,
 )
 
 MAX_SIDE = 1024
 KEEP_BYTES = 600_000  # images this small (and no larger than MAX_SIDE) keep their own bytes
+KEEP_FORMATS = ("PNG", "JPEG", "GIF")  # what every notebook front end shows
 
 
 def image_attachment(path: str | Path, max_side: int = MAX_SIDE) -> tuple[str, str, bytes]:
     """(mime type, file extension, bytes) of an image: its own bytes when it is a small PNG,
     JPEG or GIF, else the engine's upright PNG/JPEG encoding, scaled to ``max_side``."""
-    path = Path(path)
-    with open_image(path) as img:
-        fmt = (img.format or "").upper()
-        small = max(img.size) <= max_side
-    if fmt in ("PNG", "JPEG", "GIF") and small and path.stat().st_size <= KEEP_BYTES:
-        ext = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif"}[fmt]
-        return f"image/{fmt.lower()}", ext, path.read_bytes()
-    mime, data = encode_image(path, max_side)
-    return mime, ".png" if mime == "image/png" else ".jpg", data
+    mime, data = image_bytes(path, max_side, keep=KEEP_FORMATS, keep_bytes=KEEP_BYTES)
+    return mime, mimetypes.guess_extension(mime) or ".img", data
 
 
 def attachment_name(fig: Figure | dict[str, Any], ext: str) -> str:

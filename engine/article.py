@@ -12,8 +12,9 @@ from .errors import InputError
 from .safe_text import (
     figure_html,
     json_safe,
+    markdown_heading,
     markdown_line,
-    markdown_text,
+    markdown_paragraphs,
     terminal_safe,
     url_path,
 )
@@ -155,21 +156,33 @@ class Article:
             out.extend(render_figure(fig, url_of(fig), figure_html) for fig in figures)
         return "\n\n".join(out) + "\n"
 
-    def markdown_parts(self, title_level: int = 1) -> list[tuple[str, bool, list[Figure]]]:
+    def markdown_parts(
+        self, title_level: int = 1, *, model_written: bool | None = None, exact: bool = False
+    ) -> list[tuple[str, bool, list[Figure]]]:
         """The title and each paragraph as Markdown by the one policy of :meth:`to_markdown`,
         each with whether it opens a section (the title, a heading) and the figures after
-        it: for front ends that lay an article out their own way (notebook cells)."""
+        it: for front ends that lay an article out their own way (notebook cells, pages).
+
+        The title and headings are model text on one line (``<``/``>`` shown as ``‹ ›``:
+        a heading may become the page's ``<title>``); ``title_level`` 0 leaves the title
+        out, headings one level below it (at least ``##``).  A composed article's text
+        renders as literal text, its blank-line paragraphs kept.  A person's text
+        (``model_written`` False; default: :attr:`model_written`) and ``verbatim``
+        blocks stay as written: made terminal-safe, or with ``exact`` untouched (a page
+        that holds them already).
+        """
+        model = self.model_written if model_written is None else model_written
         parts: list[tuple[str, bool, list[Figure]]] = []
         if self.title and title_level:
-            parts.append((f"{'#' * title_level} {markdown_line(self.title)}", True, []))
-        section = "#" * min(title_level + 1, 6)
+            parts.append((f"{'#' * title_level} {markdown_heading(self.title)}", True, []))
+        section = "#" * min(max(title_level, 1) + 1, 6)
         for i, para in enumerate(self.paragraphs):
             if para.kind == "heading":
-                text = f"{section} {markdown_line(para.text)}"
-            elif para.kind == "text" and self.model_written:
-                text = markdown_text(para.text)
+                text = f"{section} {markdown_heading(para.text)}"
+            elif para.kind == "text" and model:
+                text = markdown_paragraphs(para.text)
             else:
-                text = terminal_safe(para.text)
+                text = para.text if exact else terminal_safe(para.text)
             parts.append((text, para.kind == "heading", self.figures_after(i)))
         return parts
 

@@ -102,7 +102,9 @@ def test_a_stored_article_renders_by_the_engines_policy() -> None:
             {"text": "History", "kind": "heading"},
             {"text": "Towers {{ x }}.\n\nKeepers <i>.", "kind": "text"},
         ],
-        "figures": [{"after": 1, "image": "/site/a.png", "caption": "c", "alt": "a", "sha256": "5e"}],
+        "figures": [
+            {"after": 1, "image": "/site/a.png", "caption": "c", "alt": "a", "sha256": "5e"}
+        ],
         "instruction": "Write about lighthouses",
     }
     page = article_markdown(stored, lambda fig: f"[figure {fig['image']} {fig['sha256']}]", 1)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "article": ("Article", "Candidate", "Figure", "Paragraph"),
     "cache": ("ResultCache", "cache_key", "write_atomic"),
-    "compose": ("PIPELINE_VERSION",),
+    "compose": ("PIPELINE_VERSION", "insert_figures"),
     "config": (
         "BackendConfig",
         "EngineConfig",
@@ -99,7 +99,7 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 if TYPE_CHECKING:
     from .article import Article, Candidate, Figure, Paragraph
     from .cache import ResultCache, cache_key, write_atomic
-    from .compose import PIPELINE_VERSION
+    from .compose import PIPELINE_VERSION, insert_figures
     from .config import (
         BackendConfig,
         EngineConfig,
@@ -203,6 +203,7 @@ __all__ = [
     "MAX_BLOCK_CHARS",
     "MAX_LINE_CHARS",
     "PIPELINE_VERSION",
+    "insert_figures",
     "DESCRIBE_STYLES",
     "IMAGE_SUFFIXES",
     "ROLES",

@@ -108,28 +108,15 @@ def article_markdown(article: Article, image_url: Callable[[Figure], str]) -> st
 
 
 def illustrated_in_place(text: str, article: Article, max_side: int = MAX_SIDE) -> dict:
-    """The person's cell with the figures inserted: their text kept character for character.
+    """The person's cell with the figures inserted: their text kept character for character
+    (the engine's ``insert_figures``), the images as the cell's attachments."""
+    from xcomposer import insert_figures  # the pipeline's module: loaded when first needed
 
-    Each figure goes after the end of its paragraph in the original text (found in
-    order); nothing else changes, so deleting the figure lines gives the text back.
-    """
-    inserts: list[tuple[int, Figure]] = []
-    cursor = 0
-    for i, para in enumerate(article.paragraphs):
-        start = text.find(para.text, cursor)
-        if start >= 0:
-            cursor = start + len(para.text)
-        # (a paragraph not found as written, e.g. CRLF line ends: its figures go after
-        # the last paragraph that was found)
-        inserts.extend((cursor, fig) for fig in article.figures_after(i))
     attachments: dict[str, dict[str, str]] = {}
-    out, last = [], 0
-    for position, fig in inserts:
-        out.append(text[last:position])
-        out.append("\n\n" + _attach(fig, attachments, max_side))
-        last = position
-    out.append(text[last:])
-    return markdown_cell("".join(out), attachments)
+    source = insert_figures(
+        text, article, figure_markdown=lambda f: _attach(f, attachments, max_side)
+    )
+    return markdown_cell(source, attachments)
 
 
 def image_cell(data: bytes, mime: str, description: str, name: str = "figure.png") -> dict:

@@ -12,8 +12,8 @@ from .errors import InputError
 from .safe_text import (
     figure_html,
     json_safe,
+    markdown_figure,
     markdown_heading,
-    markdown_line,
     markdown_paragraphs,
     terminal_safe,
     url_path,
@@ -192,6 +192,4 @@ def render_figure(fig: Figure, url: str, as_html: bool) -> str:
     target = url_path(url)
     if as_html:
         return figure_html(target, fig.alt, fig.caption)
-    image = f"![{markdown_line(fig.alt)}]({target})"
-    caption = markdown_line(fig.caption)
-    return f"{image}\n*{caption}*" if caption else image
+    return markdown_figure(target, fig.alt, fig.caption)

@@ -121,6 +121,19 @@ def markdown_heading(text: str) -> str:
     return markdown_line(text.replace("<", "\u2039").replace(">", "\u203a"))
 
 
+def markdown_figure(target: str, alt: str, caption: str, caption_paragraph: bool = False) -> str:
+    """An image and its caption in Markdown, alt text and caption escaped as model text.
+
+    ``target`` is written as given: a :func:`url_path`, or a notebook's
+    ``attachment:NAME``.  The caption (left out when empty) is an italic line under the
+    image, or with ``caption_paragraph`` a paragraph of its own (a notebook cell).
+    """
+    image = f"![{markdown_line(alt)}]({target})"
+    caption = markdown_line(caption)
+    gap = "\n\n" if caption_paragraph else "\n"
+    return f"{image}{gap}*{caption}*" if caption else image
+
+
 def url_path(path: str | PurePath) -> str:
     """A file path as the target of a Markdown or HTML link, every unsafe character encoded."""
     posix = path.as_posix() if isinstance(path, PurePath) else str(path).replace("\\", "/")

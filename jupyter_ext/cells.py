@@ -24,7 +24,7 @@ from xcomposer import (
     Article,
     Figure,
     image_bytes,
-    markdown_line,
+    markdown_figure,
     url_path,
 )
 
@@ -46,10 +46,6 @@ def attachment_name(fig: Figure | dict[str, Any], ext: str) -> str:
     image = fig.image if isinstance(fig, Figure) else fig.get("image", "")
     stem = (sha or re.sub(r"[^A-Za-z0-9]+", "-", Path(image).stem))[:16] or "figure"
     return f"{stem}{ext}"
-
-
-def figure_markdown(alt: str, caption: str, target: str) -> str:
-    return f"![{markdown_line(alt)}]({target})\n\n*{markdown_line(caption)}*"
 
 
 def markdown_cell(source: str, attachments: dict[str, dict[str, str]] | None = None) -> dict:
@@ -79,7 +75,7 @@ def _attach(fig: Figure, attachments: dict[str, dict[str, str]], max_side: int) 
     mime, ext, data = image_attachment(fig.image, max_side)
     name = attachment_name(fig, ext)
     attachments[name] = {mime: base64.b64encode(data).decode("ascii")}
-    return figure_markdown(fig.alt, fig.caption, f"attachment:{name}")
+    return markdown_figure(f"attachment:{name}", fig.alt, fig.caption, caption_paragraph=True)
 
 
 def article_cells(article: Article, max_side: int = MAX_SIDE) -> list[dict]:
@@ -100,7 +96,7 @@ def article_markdown(article: Article, image_url: Callable[[Figure], str]) -> st
     parts = [
         item
         if isinstance(item, str)
-        else figure_markdown(item.alt, item.caption, url_path(image_url(item)))
+        else markdown_figure(url_path(image_url(item)), item.alt, item.caption, True)
         for section in _article_sections(article)
         for item in section
     ]
@@ -122,7 +118,7 @@ def illustrated_in_place(text: str, article: Article, max_side: int = MAX_SIDE) 
 def image_cell(data: bytes, mime: str, description: str, name: str = "figure.png") -> dict:
     """A Markdown cell holding one image (as an attachment) and its description."""
     encoded = base64.b64encode(data).decode("ascii")
-    source = figure_markdown(description, description, f"attachment:{name}")
+    source = markdown_figure(f"attachment:{name}", description, description, True)
     return markdown_cell(source, {name: {mime: encoded}})
 
 

@@ -30,6 +30,7 @@ from xcomposer import (
     Figure,
     Paragraph,
     ResultCache,
+    markdown_figure,
     markdown_heading,
     markdown_line,
     markdown_paragraphs,
@@ -177,6 +178,16 @@ def test_one_markdown_policy_for_titles_headings_and_paragraphs() -> None:
     assert untitled[0] == "## A \u2039b\u203a heading"  # no title; headings stay at h2
     for renderer, page in render_both(article.to_markdown()).items():
         assert live_html(page) == [] and page.count("<p>") == 2, renderer
+
+
+@pytest.mark.parametrize("caption_paragraph", [False, True])
+def test_one_figure_markdown_for_pages_and_notebook_cells(caption_paragraph: bool) -> None:
+    target = url_path("imgs/a #1.png")
+    figure = markdown_figure(target, 'x"] <b>', DETAILS + ATTR_LIST, caption_paragraph)
+    for renderer, page in render_both(figure).items():
+        assert live_html(page) == [] and page.count("<img") == 1, renderer
+        assert page.count("<p>") == (2 if caption_paragraph else 1), renderer
+    assert markdown_figure("attachment:ab12.png", "a cat", "") == "![a cat](attachment:ab12.png)"
 
 
 def test_a_persons_text_is_kept_exactly_where_a_page_holds_it_already() -> None:

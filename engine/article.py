@@ -138,6 +138,7 @@ class Article:
         image_url: Callable[[Figure], str] | None = None,
         title_level: int = 1,
         figure_html: bool = False,
+        caption_paragraph: bool = False,
     ) -> str:
         """Render to Markdown through the safe renderer (``xcomposer.safe_text``).
 
@@ -147,13 +148,16 @@ class Article:
         ``verbatim`` blocks) stays as written, made terminal-safe.  ``image_url`` maps a
         figure to the file path written in the page (default: its path as stored); it
         is URL-encoded here.  With ``figure_html`` figures become sanitised ``<figure>``
-        elements; otherwise a Markdown image followed by an italic caption line.
+        elements; otherwise a Markdown image followed by an italic caption line (a
+        paragraph of its own with ``caption_paragraph``, as in notebook cells).
         """
         url_of = image_url or (lambda f: Path(f.image).as_posix())
         out: list[str] = []
         for text, _heading, figures in self.markdown_parts(title_level):
             out.append(text)
-            out.extend(render_figure(fig, url_of(fig), figure_html) for fig in figures)
+            out.extend(
+                render_figure(fig, url_of(fig), figure_html, caption_paragraph) for fig in figures
+            )
         return "\n\n".join(out) + "\n"
 
     def markdown_parts(
@@ -187,9 +191,9 @@ class Article:
         return parts
 
 
-def render_figure(fig: Figure, url: str, as_html: bool) -> str:
+def render_figure(fig: Figure, url: str, as_html: bool, caption_paragraph: bool = False) -> str:
     """One figure as Markdown (or as a sanitised HTML ``<figure>``); model text escaped either way."""
     target = url_path(url)
     if as_html:
         return figure_html(target, fig.alt, fig.caption)
-    return markdown_figure(target, fig.alt, fig.caption)
+    return markdown_figure(target, fig.alt, fig.caption, caption_paragraph)

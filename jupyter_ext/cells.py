@@ -16,7 +16,6 @@ import base64
 import html
 import mimetypes
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from xcomposer import (
     Figure,
     image_bytes,
     markdown_figure,
-    url_path,
 )
 
 MAX_SIDE = 1024
@@ -89,18 +87,6 @@ def article_cells(article: Article, max_side: int = MAX_SIDE) -> list[dict]:
         ]
         cells.append(markdown_cell("\n\n".join(parts), attachments))
     return cells
-
-
-def article_markdown(article: Article, image_url: Callable[[Figure], str]) -> str:
-    """The article as one Markdown text, escaped exactly as its cells are."""
-    parts = [
-        item
-        if isinstance(item, str)
-        else markdown_figure(url_path(image_url(item)), item.alt, item.caption, True)
-        for section in _article_sections(article)
-        for item in section
-    ]
-    return "\n\n".join(parts) + "\n"
 
 
 def illustrated_in_place(text: str, article: Article, max_side: int = MAX_SIDE) -> dict:

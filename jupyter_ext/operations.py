@@ -30,7 +30,7 @@ from xcomposer import (
     store_image_bytes,
 )
 
-from .cells import article_cells, article_markdown, illustrated_in_place
+from .cells import article_cells, illustrated_in_place
 from .paths import Paths
 
 LibraryField = str | list[str] | None
@@ -128,7 +128,8 @@ def article_result(
     data = article.with_image_paths(paths.display).to_dict()
     result: dict[str, Any] = {
         "article": data,
-        "markdown": article_markdown(article, lambda f: paths.display(f.image)),
+        # the cells' Markdown as one text, the images at their paths
+        "markdown": article.to_markdown(lambda f: paths.display(f.image), caption_paragraph=True),
         "placements": [
             {k: fig[k] for k in ("after", "image", "caption", "alt", "score")}
             for fig in data["figures"]

@@ -188,6 +188,11 @@ def test_one_figure_markdown_for_pages_and_notebook_cells(caption_paragraph: boo
         assert live_html(page) == [] and page.count("<img") == 1, renderer
         assert page.count("<p>") == (2 if caption_paragraph else 1), renderer
     assert markdown_figure("attachment:ab12.png", "a cat", "") == "![a cat](attachment:ab12.png)"
+    article = hostile_article()
+    shown = markdown_figure(
+        url_path(article.figures[0].image), 'x"] <b>', DETAILS + ATTR_LIST, True
+    )
+    assert (shown in article.to_markdown(caption_paragraph=caption_paragraph)) == caption_paragraph
 
 
 def test_a_persons_text_is_kept_exactly_where_a_page_holds_it_already() -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "article": ("Article", "Candidate", "Figure", "Paragraph"),
     "cache": ("ResultCache", "cache_key", "write_atomic"),
-    "compose": ("PIPELINE_VERSION",),
+    "compose": ("PIPELINE_VERSION", "insert_figures"),
     "config": (
         "BackendConfig",
         "EngineConfig",
@@ -56,15 +56,20 @@ _EXPORTS = {
         "IllustrateOptions",
         "OptionError",
         "Switch",
+        "check_text_fits",
     ),
     "images": (
+        "EVERY_FORMAT",
         "IMAGE_SUFFIXES",
+        "check_image",
         "display_size",
         "encode_image",
         "file_sha256",
+        "image_bytes",
         "image_data_uri",
         "load_image",
         "open_image",
+        "store_image_bytes",
     ),
     "library.fingerprint": (
         "FolderFingerprints",
@@ -107,7 +112,10 @@ _EXPORTS = {
         "html_attribute",
         "html_text",
         "json_safe",
+        "markdown_figure",
+        "markdown_heading",
         "markdown_line",
+        "markdown_paragraphs",
         "markdown_text",
         "model_text",
         "sanitise_html",
@@ -129,7 +137,7 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 if TYPE_CHECKING:
     from .article import Article, Candidate, Figure, Paragraph
     from .cache import ResultCache, cache_key, write_atomic
-    from .compose import PIPELINE_VERSION
+    from .compose import PIPELINE_VERSION, insert_figures
     from .config import (
         BackendConfig,
         EngineConfig,
@@ -160,13 +168,17 @@ if TYPE_CHECKING:
         serving_every_role,
     )
     from .images import (
+        EVERY_FORMAT,
         IMAGE_SUFFIXES,
+        check_image,
         display_size,
         encode_image,
         file_sha256,
+        image_bytes,
         image_data_uri,
         load_image,
         open_image,
+        store_image_bytes,
     )
     from .jobs import Job, JobCancelled, JobEvent, JobRunner, run_all
     from .library.fingerprint import (
@@ -185,6 +197,7 @@ if TYPE_CHECKING:
         IllustrateOptions,
         OptionError,
         Switch,
+        check_text_fits,
     )
     from .page_images import (
         MarkdownImage,
@@ -211,7 +224,10 @@ if TYPE_CHECKING:
         html_attribute,
         html_text,
         json_safe,
+        markdown_figure,
+        markdown_heading,
         markdown_line,
+        markdown_paragraphs,
         markdown_text,
         model_text,
         sanitise_html,
@@ -245,12 +261,14 @@ __all__ = [
     "markdown_images",
     "MarkdownImage",
     "check_edit",
+    "check_text_fits",
     "EDIT_OPS",
     "Edit",
     "TooLargeError",
     "MAX_BLOCK_CHARS",
     "MAX_LINE_CHARS",
     "PIPELINE_VERSION",
+    "insert_figures",
     "DESCRIBE_STYLES",
     "IMAGE_SUFFIXES",
     "ROLES",
@@ -291,6 +309,8 @@ __all__ = [
     "identity_digest",
     "display_size",
     "encode_image",
+    "image_bytes",
+    "EVERY_FORMAT",
     "image_data_uri",
     "library_fingerprint",
     "library_reads",
@@ -311,6 +331,8 @@ __all__ = [
     "local_model_files",
     "load_image",
     "open_image",
+    "store_image_bytes",
+    "check_image",
     "run_all",
     "serving_every_role",
     "safe_svg_bytes",
@@ -320,7 +342,10 @@ __all__ = [
     "html_attribute",
     "html_text",
     "json_safe",
+    "markdown_figure",
+    "markdown_heading",
     "markdown_line",
+    "markdown_paragraphs",
     "markdown_text",
     "model_text",
     "sanitise_html",

@@ -8,11 +8,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .safe_text import (
     figure_html,
     json_safe,
-    markdown_line,
-    markdown_text,
+    markdown_figure,
+    markdown_heading,
+    markdown_paragraphs,
     terminal_safe,
     url_path,
 )
@@ -87,6 +89,18 @@ class Article:
         return cls(paragraphs=paragraphs, figures=figures, **data)
 
     @classmethod
+    def parse(cls, data: Any) -> Article:
+        """An article from JSON data someone sent back (a client, a file), or an
+        :class:`InputError` in one line when it is not article JSON."""
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise InputError(
+                "the article is not valid article JSON",
+                "send the 'article' of an earlier result unchanged",
+            ) from None
+
+    @classmethod
     def from_json(cls, text: str) -> Article:
         return cls.from_dict(json.loads(text))
 
@@ -124,6 +138,7 @@ class Article:
         image_url: Callable[[Figure], str] | None = None,
         title_level: int = 1,
         figure_html: bool = False,
+        caption_paragraph: bool = False,
     ) -> str:
         """Render to Markdown through the safe renderer (``xcomposer.safe_text``).
 
@@ -133,39 +148,52 @@ class Article:
         ``verbatim`` blocks) stays as written, made terminal-safe.  ``image_url`` maps a
         figure to the file path written in the page (default: its path as stored); it
         is URL-encoded here.  With ``figure_html`` figures become sanitised ``<figure>``
-        elements; otherwise a Markdown image followed by an italic caption line.
+        elements; otherwise a Markdown image followed by an italic caption line (a
+        paragraph of its own with ``caption_paragraph``, as in notebook cells).
         """
         url_of = image_url or (lambda f: Path(f.image).as_posix())
         out: list[str] = []
         for text, _heading, figures in self.markdown_parts(title_level):
             out.append(text)
-            out.extend(render_figure(fig, url_of(fig), figure_html) for fig in figures)
+            out.extend(
+                render_figure(fig, url_of(fig), figure_html, caption_paragraph) for fig in figures
+            )
         return "\n\n".join(out) + "\n"
 
-    def markdown_parts(self, title_level: int = 1) -> list[tuple[str, bool, list[Figure]]]:
+    def markdown_parts(
+        self, title_level: int = 1, *, model_written: bool | None = None, exact: bool = False
+    ) -> list[tuple[str, bool, list[Figure]]]:
         """The title and each paragraph as Markdown by the one policy of :meth:`to_markdown`,
         each with whether it opens a section (the title, a heading) and the figures after
-        it: for front ends that lay an article out their own way (notebook cells)."""
+        it: for front ends that lay an article out their own way (notebook cells, pages).
+
+        The title and headings are model text on one line (``<``/``>`` shown as ``‹ ›``:
+        a heading may become the page's ``<title>``); ``title_level`` 0 leaves the title
+        out, headings one level below it (at least ``##``).  A composed article's text
+        renders as literal text, its blank-line paragraphs kept.  A person's text
+        (``model_written`` False; default: :attr:`model_written`) and ``verbatim``
+        blocks stay as written: made terminal-safe, or with ``exact`` untouched (a page
+        that holds them already).
+        """
+        model = self.model_written if model_written is None else model_written
         parts: list[tuple[str, bool, list[Figure]]] = []
         if self.title and title_level:
-            parts.append((f"{'#' * title_level} {markdown_line(self.title)}", True, []))
-        section = "#" * min(title_level + 1, 6)
+            parts.append((f"{'#' * title_level} {markdown_heading(self.title)}", True, []))
+        section = "#" * min(max(title_level, 1) + 1, 6)
         for i, para in enumerate(self.paragraphs):
             if para.kind == "heading":
-                text = f"{section} {markdown_line(para.text)}"
-            elif para.kind == "text" and self.model_written:
-                text = markdown_text(para.text)
+                text = f"{section} {markdown_heading(para.text)}"
+            elif para.kind == "text" and model:
+                text = markdown_paragraphs(para.text)
             else:
-                text = terminal_safe(para.text)
+                text = para.text if exact else terminal_safe(para.text)
             parts.append((text, para.kind == "heading", self.figures_after(i)))
         return parts
 
 
-def render_figure(fig: Figure, url: str, as_html: bool) -> str:
+def render_figure(fig: Figure, url: str, as_html: bool, caption_paragraph: bool = False) -> str:
     """One figure as Markdown (or as a sanitised HTML ``<figure>``); model text escaped either way."""
     target = url_path(url)
     if as_html:
         return figure_html(target, fig.alt, fig.caption)
-    image = f"![{markdown_line(fig.alt)}]({target})"
-    caption = markdown_line(fig.caption)
-    return f"{image}\n*{caption}*" if caption else image
+    return markdown_figure(target, fig.alt, fig.caption, caption_paragraph)

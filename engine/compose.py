@@ -515,14 +515,20 @@ def split_paragraphs(text: str) -> list[Paragraph]:
 
 
 def insert_figures(
-    text: str, article: Article, image_url: Callable[[Figure], str] | None = None
+    text: str,
+    article: Article,
+    image_url: Callable[[Figure], str] | None = None,
+    figure_markdown: Callable[[Figure], str] | None = None,
 ) -> str:
     """``text`` (what :func:`split_paragraphs` split into ``article``) with its figures added.
 
     Every character of ``text`` stays where it was: each figure is inserted, as a
     blank line and the rendered figure, right after the end of its paragraph.
+    ``figure_markdown`` writes a figure a front end's own way (a notebook attachment);
+    by default it is :func:`render_figure` at ``image_url``.
     """
     url_of = image_url or (lambda f: Path(f.image).as_posix())
+    write = figure_markdown or (lambda f: render_figure(f, url_of(f), False))
     newline = "\r\n" if "\r\n" in text else "\n"
     ends: list[int] = []
     pos = 0
@@ -539,7 +545,7 @@ def insert_figures(
         end = ends[index] if 0 <= index < len(ends) else -1
         if end < 0:
             continue
-        rendered = [render_figure(f, url_of(f), False) for f in article.figures_after(index)]
+        rendered = [write(f) for f in article.figures_after(index)]
         out.append(text[last:end])
         out.append("".join(newline * 2 + r.replace("\n", newline) for r in rendered))
         last = end

@@ -14,21 +14,30 @@ backends, figure sizes):
   or ``RGBA`` with their values scaled, not clipped;
 * :func:`display_size` is the size a browser shows (rotated photos swapped,
   an SVG's width/height or viewBox), read without decoding the pixels;
-* :func:`encode_image` / :func:`image_data_uri` give a backend PNG or JPEG
-  bytes whatever the source (WebP, SVG, TIFF...), since llama.cpp and some
-  servers accept nothing else.
+* :func:`image_bytes` is the one policy for the bytes an image is embedded or
+  published as (a site's copy, a notebook attachment, a model request): its own
+  bytes where the caller keeps them (an SVG sanitised), else
+  :func:`encode_image`'s PNG or JPEG, upright and scaled, whatever the source
+  (WebP, SVG, TIFF...), since llama.cpp and some servers accept nothing else;
+* :func:`check_image` and :func:`store_image_bytes` check an image a person sent
+  (a path, an upload) with messages that name it as they know it, never by a
+  server's absolute path.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
+import mimetypes
+import tempfile
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ImageError
+from .errors import ImageError, TooLargeError
 from .svg import SVG_SUFFIXES
 
 if TYPE_CHECKING:
@@ -38,8 +47,11 @@ RASTER_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif"}
 )
 IMAGE_SUFFIXES = RASTER_SUFFIXES | SVG_SUFFIXES
+#: ``keep`` of :func:`image_bytes`: every image keeps its own bytes (an SVG sanitised).
+EVERY_FORMAT = frozenset({"*"})
 #: EXIF orientations that turn the picture a quarter turn (width and height swap).
 _QUARTER_TURNS = {5, 6, 7, 8}
+_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg"}
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_BYTES = 50_000_000
 
@@ -259,7 +271,93 @@ def encode_image(
     return "image/png", out.getvalue()
 
 
+def image_bytes(
+    path: Path | str,
+    max_side: int | None = None,
+    keep: Collection[str] = (),
+    keep_bytes: int | None = None,
+) -> tuple[str, bytes]:
+    """``(mime type, bytes)`` to embed or publish an image as: the one policy for a site's
+    copy, a notebook attachment and a model request, each giving only its parameters.
+
+    An image keeps its own bytes when its format (Pillow's name: ``PNG``, ``JPEG``,
+    ``GIF``, ``SVG`` ...) is in ``keep`` (:data:`EVERY_FORMAT`: any), its longer side is
+    at most ``max_side`` and its file at most ``keep_bytes``; an SVG kept is sanitised
+    (nothing in it runs or fetches).  Any other image becomes :func:`encode_image`'s
+    upright PNG or JPEG, its longer side at most ``max_side``.  With
+    :data:`EVERY_FORMAT` and no limits nothing is decoded (a site copies big photos).
+    """
+    path = Path(path)
+    every = keep == EVERY_FORMAT
+    if is_svg(path) and (every or "SVG" in keep):
+        from .svg import safe_svg_bytes
+
+        clean = safe_svg_bytes(path)  # an .svgz stays gzipped (reproducibly: no timestamp)
+        return "image/svg+xml", gzip.compress(clean, mtime=0) if _gzipped(path) else clean
+    if every and max_side is None and keep_bytes is None:
+        return mimetypes.guess_type(path.name)[0] or "application/octet-stream", path.read_bytes()
+    if keep and not is_svg(path) and (keep_bytes is None or path.stat().st_size <= keep_bytes):
+        with open_image(path) as img:
+            fmt, size = (img.format or "").upper(), img.size
+        if (every or fmt in keep) and (max_side is None or max(size) <= max_side):
+            return _MIME.get(fmt) or f"image/{fmt.lower()}", path.read_bytes()
+    return encode_image(path, max_side)
+
+
+def _gzipped(path: Path) -> bool:
+    return path.suffix.lower() == ".svgz"
+
+
 def image_data_uri(path: Path | str, max_side: int | None = None) -> str:
     """The image as a ``data:`` URI of PNG or JPEG bytes (see :func:`encode_image`)."""
-    mime, data = encode_image(path, max_side)
+    mime, data = image_bytes(path, max_side)
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def check_image(path: Path, shown: str) -> None:
+    """Raise :class:`ImageError` naming ``shown`` (never ``path`` itself, which may be a
+    server's absolute path) when ``path`` is not an image :func:`open_image` decodes."""
+    try:
+        with open_image(path):
+            pass
+    except ImageError as err:
+        raise ImageError(str(err).replace(str(path), f"'{shown}'")) from None
+
+
+def store_image_bytes(
+    data: bytes,
+    folder: Path,
+    max_bytes: int,
+    name: str = "upload",
+    limit_fix: str = "send a smaller image",
+) -> Path:
+    """Keep image bytes a person sent in ``folder`` as ``<sha256>.<format>``, once per content.
+
+    The bytes are checked by :func:`open_image` before they get their name; an error
+    names the image ``name``.  ``limit_fix`` is the fix an oversize upload is told (an
+    adapter names its own setting for ``max_bytes``).
+    """
+    if len(data) > max_bytes:
+        raise TooLargeError(
+            f"the uploaded image is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit",
+            limit_fix,
+        )
+    if not data:
+        raise ImageError("the uploaded image is empty (0 bytes)", "send the image's bytes")
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    known = sorted(folder.glob(f"{digest}.*"))
+    if known:
+        return known[0]
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".upload") as fh:
+        fh.write(data)
+    tmp = Path(fh.name)
+    try:
+        with open_image(tmp, max_bytes=max_bytes) as img:
+            suffix = (img.format or "img").lower().replace("jpeg", "jpg")
+    except ImageError as err:
+        tmp.unlink(missing_ok=True)
+        raise ImageError(str(err).replace(str(tmp), f"'{name}'")) from None
+    target = folder / f"{digest}.{suffix}"
+    tmp.replace(target)
+    return target

@@ -26,7 +26,7 @@ from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
 from pydantic.fields import FieldInfo
 
-from .errors import InputError
+from .errors import InputError, TooLargeError
 
 #: Selection names each candidate with a letter A..J: more than ten cannot be offered.
 MAX_CANDIDATES = 10
@@ -183,6 +183,31 @@ class Edit(EditOptions):
         if self.op in ("rewrite", "expand", "shorten"):
             return "index"
         return "after" if self.op in ("insert_paragraph", "insert_image") else "figure"
+
+
+#: A cautious estimate: English is ~4 characters a token, other scripts fewer.
+CHARS_PER_TOKEN = 3
+
+
+def max_text_chars(context_tokens: int) -> int:
+    """The longest instruction or text for a model with ``context_tokens`` of context: half
+    of it, the other half left for the prompt's instructions and the answer."""
+    return context_tokens * CHARS_PER_TOKEN // 2
+
+
+def check_text_fits(text: str, what: str, context_tokens: int) -> None:
+    """Refuse an empty ``text`` (:class:`InputError`) or one longer than the model's context
+    takes (:class:`TooLargeError`), before any model call; ``what`` names it in the message
+    (``instruction``, ``text to illustrate``)."""
+    if not text.strip():
+        raise InputError(f"the {what} is empty", f"give the {what}")
+    longest = max_text_chars(context_tokens)
+    if len(text) > longest:
+        raise TooLargeError(
+            f"the {what} is {len(text):,} characters, more than this model's context takes "
+            f"(about {longest:,})",
+            f"give a shorter {what}, or split it into parts",
+        )
 
 
 def _option_error(model: type[BaseModel], err: ValidationError) -> OptionError:

@@ -12,7 +12,8 @@ through these functions, so one policy holds everywhere:
 * ``markdown_text``: model text as Markdown that renders as literal text only, in
   Python-Markdown (with the extensions MkDocs sites use) and in CommonMark
   (markdown-it-py): no HTML, no links, no images, no code, no block structure, no
-  attribute lists, no Jinja braces, no snippet includes.
+  attribute lists, no Jinja braces, no snippet includes; ``markdown_paragraphs``
+  keeps its blank-line paragraphs, ``markdown_heading`` makes a title or heading.
 * ``url_path``: a file path as a URL path (``#``, ``%``, spaces, parentheses and
   non-ASCII percent-encoded), so a file name cannot end or redirect a link.
 * ``html_text`` / ``html_attribute`` / ``sanitise_html``: wherever HTML is written,
@@ -101,6 +102,36 @@ def markdown_text(text: str, limit: int = MAX_BLOCK_CHARS) -> str:
 def markdown_line(text: str) -> str:
     """A title, heading, caption or alt text: :func:`markdown_text` bounded to one line's length."""
     return markdown_text(text, MAX_LINE_CHARS)
+
+
+def markdown_paragraphs(text: str) -> str:
+    """Model text as Markdown paragraphs: one :func:`markdown_text` per part between blank
+    lines, so a model's paragraph breaks survive and nothing else does."""
+    parts = [part for part in text.replace("\r\n", "\n").split("\n\n") if part.strip()]
+    return "\n\n".join(markdown_text(part) for part in parts)
+
+
+def markdown_heading(text: str) -> str:
+    """A title or heading's text: :func:`markdown_line`, with ``<`` and ``>`` shown as ``‹ ›``.
+
+    A heading may become a page's title, and generators unescape a title's text
+    before the theme writes it into ``<title>`` (MkDocs' ``get_heading_text``), so
+    a heading's ``<`` / ``>`` must not survive as markup characters at all.
+    """
+    return markdown_line(text.replace("<", "\u2039").replace(">", "\u203a"))
+
+
+def markdown_figure(target: str, alt: str, caption: str, caption_paragraph: bool = False) -> str:
+    """An image and its caption in Markdown, alt text and caption escaped as model text.
+
+    ``target`` is written as given: a :func:`url_path`, or a notebook's
+    ``attachment:NAME``.  The caption (left out when empty) is an italic line under the
+    image, or with ``caption_paragraph`` a paragraph of its own (a notebook cell).
+    """
+    image = f"![{markdown_line(alt)}]({target})"
+    caption = markdown_line(caption)
+    gap = "\n\n" if caption_paragraph else "\n"
+    return f"{image}{gap}*{caption}*" if caption else image
 
 
 def url_path(path: str | PurePath) -> str:

@@ -14,36 +14,28 @@ from __future__ import annotations
 
 import base64
 import html
+import mimetypes
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from xcomposer import (
     Article,
     Figure,
-    encode_image,
-    markdown_line,
-    open_image,
-    url_path,
+    image_bytes,
+    markdown_figure,
 )
 
 MAX_SIDE = 1024
 KEEP_BYTES = 600_000  # images this small (and no larger than MAX_SIDE) keep their own bytes
+KEEP_FORMATS = ("PNG", "JPEG", "GIF")  # what every notebook front end shows
 
 
 def image_attachment(path: str | Path, max_side: int = MAX_SIDE) -> tuple[str, str, bytes]:
     """(mime type, file extension, bytes) of an image: its own bytes when it is a small PNG,
     JPEG or GIF, else the engine's upright PNG/JPEG encoding, scaled to ``max_side``."""
-    path = Path(path)
-    with open_image(path) as img:
-        fmt = (img.format or "").upper()
-        small = max(img.size) <= max_side
-    if fmt in ("PNG", "JPEG", "GIF") and small and path.stat().st_size <= KEEP_BYTES:
-        ext = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif"}[fmt]
-        return f"image/{fmt.lower()}", ext, path.read_bytes()
-    mime, data = encode_image(path, max_side)
-    return mime, ".png" if mime == "image/png" else ".jpg", data
+    mime, data = image_bytes(path, max_side, keep=KEEP_FORMATS, keep_bytes=KEEP_BYTES)
+    return mime, mimetypes.guess_extension(mime) or ".img", data
 
 
 def attachment_name(fig: Figure | dict[str, Any], ext: str) -> str:
@@ -52,10 +44,6 @@ def attachment_name(fig: Figure | dict[str, Any], ext: str) -> str:
     image = fig.image if isinstance(fig, Figure) else fig.get("image", "")
     stem = (sha or re.sub(r"[^A-Za-z0-9]+", "-", Path(image).stem))[:16] or "figure"
     return f"{stem}{ext}"
-
-
-def figure_markdown(alt: str, caption: str, target: str) -> str:
-    return f"![{markdown_line(alt)}]({target})\n\n*{markdown_line(caption)}*"
 
 
 def markdown_cell(source: str, attachments: dict[str, dict[str, str]] | None = None) -> dict:
@@ -85,7 +73,7 @@ def _attach(fig: Figure, attachments: dict[str, dict[str, str]], max_side: int) 
     mime, ext, data = image_attachment(fig.image, max_side)
     name = attachment_name(fig, ext)
     attachments[name] = {mime: base64.b64encode(data).decode("ascii")}
-    return figure_markdown(fig.alt, fig.caption, f"attachment:{name}")
+    return markdown_figure(f"attachment:{name}", fig.alt, fig.caption, caption_paragraph=True)
 
 
 def article_cells(article: Article, max_side: int = MAX_SIDE) -> list[dict]:
@@ -101,47 +89,22 @@ def article_cells(article: Article, max_side: int = MAX_SIDE) -> list[dict]:
     return cells
 
 
-def article_markdown(article: Article, image_url: Callable[[Figure], str]) -> str:
-    """The article as one Markdown text, escaped exactly as its cells are."""
-    parts = [
-        item
-        if isinstance(item, str)
-        else figure_markdown(item.alt, item.caption, url_path(image_url(item)))
-        for section in _article_sections(article)
-        for item in section
-    ]
-    return "\n\n".join(parts) + "\n"
-
-
 def illustrated_in_place(text: str, article: Article, max_side: int = MAX_SIDE) -> dict:
-    """The person's cell with the figures inserted: their text kept character for character.
+    """The person's cell with the figures inserted: their text kept character for character
+    (the engine's ``insert_figures``), the images as the cell's attachments."""
+    from xcomposer import insert_figures  # the pipeline's module: loaded when first needed
 
-    Each figure goes after the end of its paragraph in the original text (found in
-    order); nothing else changes, so deleting the figure lines gives the text back.
-    """
-    inserts: list[tuple[int, Figure]] = []
-    cursor = 0
-    for i, para in enumerate(article.paragraphs):
-        start = text.find(para.text, cursor)
-        if start >= 0:
-            cursor = start + len(para.text)
-        # (a paragraph not found as written, e.g. CRLF line ends: its figures go after
-        # the last paragraph that was found)
-        inserts.extend((cursor, fig) for fig in article.figures_after(i))
     attachments: dict[str, dict[str, str]] = {}
-    out, last = [], 0
-    for position, fig in inserts:
-        out.append(text[last:position])
-        out.append("\n\n" + _attach(fig, attachments, max_side))
-        last = position
-    out.append(text[last:])
-    return markdown_cell("".join(out), attachments)
+    source = insert_figures(
+        text, article, figure_markdown=lambda f: _attach(f, attachments, max_side)
+    )
+    return markdown_cell(source, attachments)
 
 
 def image_cell(data: bytes, mime: str, description: str, name: str = "figure.png") -> dict:
     """A Markdown cell holding one image (as an attachment) and its description."""
     encoded = base64.b64encode(data).decode("ascii")
-    source = figure_markdown(description, description, f"attachment:{name}")
+    source = markdown_figure(f"attachment:{name}", description, description, True)
     return markdown_cell(source, {name: {mime: encoded}})
 
 

@@ -237,14 +237,10 @@ class LocalClient:
         return self._submit(make)
 
     def describe_bytes(self, data: bytes, mime: str = "image/png", **params: Any) -> LocalJob:
-        from .operations import DescribeRequest, describe_work, parse_request, save_upload
+        from .operations import upload_work
 
         def make() -> Any:
-            name = params.pop("name", None) or "upload"
-            req = parse_request("describe", {k: v for k, v in params.items() if v})
-            assert isinstance(req, DescribeRequest)
-            path = save_upload(data, self.service.upload_dir, 50_000_000, name=name)
-            return describe_work(req, path, f"upload:{path.stem[:16]}")
+            return upload_work(data, params, self.service.upload_dir, 50_000_000)
 
         return self._submit(make)
 

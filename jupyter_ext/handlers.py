@@ -38,14 +38,7 @@ from tornado import web
 from xcomposer import Job, ModelError, TooLargeError, XComposerError
 
 from .errors import http_status
-from .operations import (
-    DescribeRequest,
-    Limits,
-    describe_work,
-    parse_request,
-    prepare,
-    save_upload,
-)
+from .operations import Limits, prepare, upload_work
 from .paths import RootPaths
 
 AUTH_RESOURCE = "xcomposer"
@@ -234,16 +227,8 @@ class DescribeHandler(XComposerHandler):
         args = {
             k: self.get_query_argument(k, "") for k in ("question", "style", "language", "name")
         }
-        name = args.pop("name") or "upload"
-        req = parse_request("describe", {k: v for k, v in args.items() if v})
-        assert isinstance(req, DescribeRequest)
-        path = save_upload(
-            self.request.body or b"",
-            self.service.upload_dir,
-            self.extensionapp.max_upload_bytes,
-            name=name,
-        )
-        return describe_work(req, path, f"upload:{path.stem[:16]}")
+        body, folder = self.request.body or b"", self.service.upload_dir
+        return upload_work(body, args, folder, self.extensionapp.max_upload_bytes)
 
 
 class JobHandler(XComposerHandler):

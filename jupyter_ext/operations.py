@@ -9,8 +9,6 @@ Markdown, and optionally the notebook cells with the images as attachments.
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,26 +22,25 @@ from xcomposer import (
     Edit,
     Engine,
     IllustrateOptions,
-    ImageError,
     InputError,
     ProgressCallback,
-    TooLargeError,
     check_edit,
-    open_image,
+    check_image,
+    check_text_fits,
+    store_image_bytes,
 )
 
-from .cells import article_cells, article_markdown, illustrated_in_place
+from .cells import article_cells, illustrated_in_place
 from .paths import Paths
 
 LibraryField = str | list[str] | None
-CHARS_PER_TOKEN = 3  # a cautious estimate: English is ~4 characters a token, other scripts fewer
 # The option fields and their bounds are the engine's option models (one validation for
 # the CLI, the plugin and this API); a request adds what only a REST body carries.
 _Request = BaseModel
 
 
 class ComposeRequest(ComposeOptions):
-    instruction: str  # empty: refused by Limits.check_text, in words
+    instruction: str  # empty: refused by check_text_fits, in words
     library: LibraryField = None
     cells: bool = False
 
@@ -90,21 +87,6 @@ class Limits:
     context_tokens: int = 4096
     default_library: bool = False
 
-    @property
-    def max_text_chars(self) -> int:
-        """The longest instruction or text: half the model's context, the rest for the answer."""
-        return self.context_tokens * CHARS_PER_TOKEN // 2
-
-    def check_text(self, text: str, what: str) -> None:
-        if not text.strip():
-            raise InputError(f"the {what} is empty", f"give the {what}")
-        if len(text) > self.max_text_chars:
-            raise TooLargeError(
-                f"the {what} is {len(text):,} characters, more than this model's context takes "
-                f"(about {self.max_text_chars:,})",
-                f"send a shorter {what}, or split it over several cells",
-            )
-
 
 def parse_request(op: str, data: Any) -> _Request:
     """The request model for ``op``, or an InputError naming the first bad field (a request
@@ -146,7 +128,8 @@ def article_result(
     data = article.with_image_paths(paths.display).to_dict()
     result: dict[str, Any] = {
         "article": data,
-        "markdown": article_markdown(article, lambda f: paths.display(f.image)),
+        # the cells' Markdown as one text, the images at their paths
+        "markdown": article.to_markdown(lambda f: paths.display(f.image), caption_paragraph=True),
         "placements": [
             {k: fig[k] for k in ("after", "image", "caption", "alt", "score")}
             for fig in data["figures"]
@@ -161,14 +144,7 @@ def article_result(
 
 def article_from_client(data: dict[str, Any], paths: Paths) -> Article:
     """An article sent back by a client, its figure paths confined like any other path."""
-    try:
-        article = Article.from_dict(data)
-    except (TypeError, ValueError, KeyError, AttributeError):
-        raise InputError(
-            "the article is not valid article JSON",
-            "send the 'article' of an earlier result unchanged",
-        ) from None
-    return article.with_image_paths(lambda image: str(paths.figure_in(image)))
+    return Article.parse(data).with_image_paths(lambda image: str(paths.figure_in(image)))
 
 
 async def prepare(op: str, data: Any, paths: Paths, limits: Limits | None = None) -> Prepared:
@@ -178,7 +154,7 @@ async def prepare(op: str, data: Any, paths: Paths, limits: Limits | None = None
         raise InputError(f"unknown operation '{op}'", f"use one of: {', '.join(REQUESTS)}")
     req = parse_request(op, data)
     if isinstance(req, ComposeRequest):
-        limits.check_text(req.instruction, "instruction")
+        check_text_fits(req.instruction, "instruction", limits.context_tokens)
         library = await _library(req.library, paths, limits)
 
         def compose(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
@@ -187,7 +163,7 @@ async def prepare(op: str, data: Any, paths: Paths, limits: Limits | None = None
 
         return Prepared(op, compose)
     if isinstance(req, IllustrateRequest):
-        limits.check_text(req.text, "text to illustrate")
+        check_text_fits(req.text, "text to illustrate", limits.context_tokens)
         library = await _library(req.library, paths, limits)
 
         def illustrate(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
@@ -208,15 +184,6 @@ async def prepare(op: str, data: Any, paths: Paths, limits: Limits | None = None
     return await _prepare_edit(req, paths, limits)
 
 
-def check_image(image: Path, shown: str) -> None:
-    """An ImageError naming ``shown`` (never the absolute path) when ``image`` is no image."""
-    try:
-        with open_image(image):
-            pass
-    except ImageError as err:
-        raise ImageError(str(err).replace(str(image), f"'{shown}'")) from None
-
-
 def describe_work(req: DescribeRequest, image: Path, shown: str) -> Prepared:
     def describe(engine: Engine, progress: ProgressCallback) -> dict[str, Any]:
         text = engine.describe(image, options=req, progress=progress)
@@ -230,7 +197,7 @@ async def _prepare_edit(req: EditRequest, paths: Paths, limits: Limits) -> Prepa
     needs_library = req.op in ("insert_image", "replace_image")
     library = await _library(req.library, paths, limits) if needs_library else None
     if req.text is not None:
-        limits.check_text(req.text, "text to illustrate")
+        check_text_fits(req.text, "text to illustrate", limits.context_tokens)
     if req.image is not None:
         req = req.model_copy(update={"image": str(paths.figure_in(req.image))})
     check_edit(article, req)  # before queueing: a missing or wrong target is a 400 now
@@ -242,29 +209,13 @@ async def _prepare_edit(req: EditRequest, paths: Paths, limits: Limits) -> Prepa
     return Prepared(f"edit:{req.op}", edit)
 
 
-def save_upload(data: bytes, folder: Path, max_bytes: int, name: str = "upload") -> Path:
-    """Store uploaded image bytes by content hash after checking them with ``open_image``."""
-    if len(data) > max_bytes:
-        raise TooLargeError(
-            f"the uploaded image is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit",
-            "send a smaller image (or raise XComposerApp.max_upload_bytes)",
-        )
-    if not data:
-        raise ImageError("the uploaded image is empty (0 bytes)", "send the image's bytes")
-    folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(data).hexdigest()
-    known = sorted(folder.glob(f"{digest}.*"))
-    if known:
-        return known[0]
-    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".upload") as fh:
-        fh.write(data)
-    tmp = Path(fh.name)
-    try:
-        with open_image(tmp, max_bytes=max_bytes) as img:
-            suffix = (img.format or "img").lower().replace("jpeg", "jpg")
-    except ImageError as err:
-        tmp.unlink(missing_ok=True)
-        raise ImageError(str(err).replace(str(tmp), f"'{name}'")) from None
-    target = folder / f"{digest}.{suffix}"
-    tmp.replace(target)
-    return target
+def upload_work(data: bytes, query: dict[str, Any], folder: Path, max_bytes: int) -> Prepared:
+    """A describe of uploaded image bytes (``query``: question, style, language, name),
+    the bytes kept in ``folder`` by the engine once checked."""
+    query = dict(query)
+    name = query.pop("name", None) or "upload"
+    req = parse_request("describe", {k: v for k, v in query.items() if v})
+    assert isinstance(req, DescribeRequest)
+    fix = "send a smaller image (or raise XComposerApp.max_upload_bytes)"
+    path = store_image_bytes(data, folder, max_bytes, name=name, limit_fix=fix)
+    return describe_work(req, path, f"upload:{path.stem[:16]}")

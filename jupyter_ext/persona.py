@@ -219,7 +219,8 @@ class XComposerPersona(BasePersona):
             if snapshot["events"]:
                 self._show(reply, progress_line(snapshot["events"][-1]))
             since = snapshot["next"]
-            if job.done:
+            # the snapshot's own state: the job may finish after it was taken
+            if snapshot["state"] not in ("queued", "running"):
                 return snapshot
 
     def _show(self, reply: str, body: str, final: bool = False) -> None:

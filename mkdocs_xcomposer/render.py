@@ -1,11 +1,13 @@
 """Turning a finished block into page Markdown (the extension turns figures into elements).
 
-Model-written text is untrusted.  It reaches the page through the engine's one safe
-renderer (``xcomposer.markdown_text``): every HTML character escaped and every
-construct that would reach past plain text neutralised (links, images, braces for
-Jinja and attr_list, ``///`` / ``!!!`` / ``???`` / ``:::`` block openers, code
-fences, snippets), so the page's own Markdown renders it as text and the table of
-contents sees its headings.  Figures point at the project's own image files.
+Model-written text is untrusted.  It reaches the page through the engine's one
+Markdown policy (``Article.markdown_parts`` over ``xcomposer.safe_text``): every HTML
+character escaped and every construct that would reach past plain text neutralised
+(links, images, braces for Jinja and attr_list, ``///`` / ``!!!`` / ``???`` / ``:::``
+block openers, code fences, snippets), so the page's own Markdown renders it as text
+and the table of contents sees its headings.  Figures point at the project's own
+image files.  (``xcomposer`` loads lazily: the article and safe_text modules need
+neither pydantic nor numpy, so a page rendered from the cache stays light.)
 """
 
 from __future__ import annotations
@@ -21,25 +23,11 @@ StoredFigure = dict[str, Any]
 
 
 def neutralise(text: str) -> str:
-    """Model text as Markdown that renders as exactly this text: the engine's renderer
-    (``xcomposer.markdown_text``: terminal-safe, bounded, no HTML, links, images, block
-    openers, braces), one paragraph per blank-line-separated part."""
-    from xcomposer import markdown_text
+    """Model text as Markdown that renders as exactly this text, one paragraph per
+    blank-line-separated part (the engine's ``markdown_paragraphs``)."""
+    from xcomposer import markdown_paragraphs
 
-    parts = [p for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
-    return "\n\n".join(markdown_text(p) for p in parts)
-
-
-def one_line(text: str) -> str:
-    """Model text for a heading: one line (``xcomposer.markdown_line``), angle brackets
-    shown as ‹ ›.
-
-    A heading may become the page's title, and generators unescape a title's text
-    before the theme writes it into ``<title>`` (MkDocs' ``get_heading_text``), so a
-    heading's ``<`` / ``>`` must not survive as markup characters at all."""
-    from xcomposer import markdown_line
-
-    return markdown_line(text.replace("<", "\u2039").replace(">", "\u203a"))
+    return markdown_paragraphs(text)
 
 
 @dataclass(frozen=True)
@@ -66,28 +54,24 @@ def article_markdown(
     title_level: int,
     writer_text: bool = False,
 ) -> str:
-    """The article as page Markdown.
+    """The article as page Markdown, by the engine's one policy (``Article.markdown_parts``).
 
     ``writer_text``: the paragraphs are a person's (an illustrate block) and stay
-    exactly as written; otherwise every paragraph is model text and is neutralised.
-    ``title_level`` 0 leaves the title out.
+    exactly as the page has them; otherwise every paragraph is model text.
+    ``title_level`` 0 leaves the title out (headings at ``##``).
     """
+    from xcomposer import Article
+
+    parsed = Article.from_dict(article)
+    stored = {
+        id(fig): data for fig, data in zip(parsed.figures, article.get("figures", []), strict=True)
+    }
     out: list[str] = []
-    if article.get("title") and title_level:
-        out.append(f"{'#' * title_level} {one_line(article['title'])}")
-    section_level = min(max(title_level, 1) + 1, 6)
-    figures: dict[int, list[StoredFigure]] = {}
-    for fig in article.get("figures", []):
-        figures.setdefault(fig["after"], []).append(fig)
-    for index, para in enumerate(article["paragraphs"]):
-        if writer_text:
-            out.append(para["text"])
-        elif para.get("kind") == "heading":
-            out.append(f"{'#' * section_level} {one_line(para['text'])}")
-        else:
-            out.append(neutralise(para["text"]))
-        for fig in figures.get(index, []):
-            out.append(render_figure(fig))
+    for text, _opens, figures in parsed.markdown_parts(
+        title_level, model_written=not writer_text, exact=True
+    ):
+        out.append(text)
+        out.extend(render_figure(stored[id(fig)]) for fig in figures)
     return "\n\n".join(out)
 
 

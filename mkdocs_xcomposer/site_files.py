@@ -89,12 +89,10 @@ class SiteImages:
 
 
 def site_bytes(image: Path) -> bytes:
-    """The bytes a copy of a library image gets: an SVG sanitised (no script, no fetch)."""
-    if image.suffix.lower() == ".svg":
-        from xcomposer import safe_svg_bytes
+    """The bytes a copy of a library image gets: its own, an SVG sanitised (no script, no fetch)."""
+    from xcomposer import EVERY_FORMAT, image_bytes
 
-        return safe_svg_bytes(image)
-    return image.read_bytes()
+    return image_bytes(image, keep=EVERY_FORMAT)[1]
 
 
 def _unique_names(roots: tuple[Path, ...]) -> dict[Path, str]:

@@ -12,6 +12,7 @@ from xcomposer import (
     ConfigError,
     EngineConfig,
     Figure,
+    InputError,
     Paragraph,
     ResultCache,
     load_config,
@@ -146,6 +147,30 @@ def test_article_json_round_trip_and_markdown_escaping() -> None:
     html = article.to_markdown(figure_html=True)
     assert '<img src="/imgs/a%20b.png" alt="Tower [red]" loading="lazy">' in html
     assert json.loads(article.to_json())["format"] == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"title": "x", "colour": 1},  # an unknown field
+        {"title": "x", "paragraphs": [{"words": "y"}]},
+        {"title": "x", "paragraphs": [], "figures": [{"after": 0}]},
+        {"paragraphs": "not a list"},
+        ["not", "an", "object"],
+        None,
+    ],
+)
+def test_article_json_sent_back_is_parsed_or_refused_in_one_line(data: object) -> None:
+    with pytest.raises(InputError) as err:
+        Article.parse(data)
+    assert str(err.value) == (
+        "the article is not valid article JSON; send the 'article' of an earlier result unchanged"
+    )
+
+
+def test_article_json_sent_back_unchanged_parses_to_the_same_article() -> None:
+    article = Article("T", [Paragraph("Cats nap.")], [Figure(0, "a.png", "c", "a")])
+    assert Article.parse(json.loads(article.to_json())) == article
 
 
 def test_auto_recipe_looks_at_the_model_name_only(tmp_path: Path) -> None:

@@ -30,7 +30,10 @@ from xcomposer import (
     Figure,
     Paragraph,
     ResultCache,
+    markdown_figure,
+    markdown_heading,
     markdown_line,
+    markdown_paragraphs,
     markdown_text,
     sanitise_html,
     terminal_safe,
@@ -151,6 +154,55 @@ def test_a_persons_text_stays_as_written_but_terminal_safe() -> None:
     markdown = article.to_markdown()
     assert "Keep *my* [link](https://example.org)RED2Jtxt.exe" in markdown
     assert not UNSAFE_TERMINAL.search(markdown)
+
+
+def test_one_markdown_policy_for_titles_headings_and_paragraphs() -> None:
+    # a heading may become the page's <title>: no < or > survives, even escaped
+    assert markdown_heading("Use <b> for *bold*") == "Use \u2039b\u203a for \\*bold\\*"
+    assert markdown_paragraphs("One <i>.\n\n\n# Two\r\n\r\nthree") == (
+        "One &lt;i&gt;.\n\n\\# Two\n\nthree"
+    )
+    article = Article(
+        title="Lights <script>",
+        paragraphs=[Paragraph("A <b> heading", "heading"), Paragraph("First.\n\n- second")],
+        instruction="Write about lighthouses",
+    )
+    texts = [text for text, _opens, _figures in article.markdown_parts()]
+    assert texts == [
+        "# Lights \u2039script\u203a",
+        "## A \u2039b\u203a heading",
+        "First.\n\n&#45; second",
+    ]
+    assert [opens for _text, opens, _figures in article.markdown_parts()] == [True, True, False]
+    untitled = [text for text, _opens, _figures in article.markdown_parts(0)]
+    assert untitled[0] == "## A \u2039b\u203a heading"  # no title; headings stay at h2
+    for renderer, page in render_both(article.to_markdown()).items():
+        assert live_html(page) == [] and page.count("<p>") == 2, renderer
+
+
+@pytest.mark.parametrize("caption_paragraph", [False, True])
+def test_one_figure_markdown_for_pages_and_notebook_cells(caption_paragraph: bool) -> None:
+    target = url_path("imgs/a #1.png")
+    figure = markdown_figure(target, 'x"] <b>', DETAILS + ATTR_LIST, caption_paragraph)
+    for renderer, page in render_both(figure).items():
+        assert live_html(page) == [] and page.count("<img") == 1, renderer
+        assert page.count("<p>") == (2 if caption_paragraph else 1), renderer
+    assert markdown_figure("attachment:ab12.png", "a cat", "") == "![a cat](attachment:ab12.png)"
+    article = hostile_article()
+    shown = markdown_figure(
+        url_path(article.figures[0].image), 'x"] <b>', DETAILS + ATTR_LIST, True
+    )
+    assert (shown in article.to_markdown(caption_paragraph=caption_paragraph)) == caption_paragraph
+
+
+def test_a_persons_text_is_kept_exactly_where_a_page_holds_it_already() -> None:
+    text = "Keep *my* [link](https://example.org)" + TERMINAL
+    article = Article("", [Paragraph(text), Paragraph("| a | b |", "verbatim")])
+    assert [t for t, _o, _f in article.markdown_parts(0, exact=True)] == [text, "| a | b |"]
+    assert [t for t, _o, _f in article.markdown_parts(0)][0] == terminal_safe(text)
+    # the same paragraphs as model text (a composed block) are escaped, whatever `exact` says
+    escaped = article.markdown_parts(0, model_written=True, exact=True)[0][0]
+    assert escaped == markdown_text(text) and "[link]" not in escaped
 
 
 def test_article_json_is_terminal_safe_and_lossless() -> None:

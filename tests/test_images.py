@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,12 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 from xcomposer import (
+    EVERY_FORMAT,
     ImageError,
+    TooLargeError,
+    check_image,
     display_size,
     encode_image,
+    image_bytes,
     image_data_uri,
     load_image,
     safe_svg_bytes,
+    store_image_bytes,
 )
 from xcomposer.images import open_image
 from xcomposer.library.features import NEAR_DUPLICATE_BITS, analyse, hamming
@@ -225,3 +231,70 @@ def test_not_svg_and_broken_svg_are_image_errors(tmp_path):
         open_image(tmp_path / "html.svg")
     with pytest.raises(ImageError, match="not valid SVG"):
         open_image(tmp_path / "cut.svg")
+
+
+def test_an_image_error_names_the_image_as_the_person_knows_it(tmp_path):
+    secret = tmp_path / "server-root" / "notes.png"
+    secret.parent.mkdir()
+    secret.write_text("not an image")
+    with pytest.raises(ImageError) as err:
+        check_image(secret, "notes.png")
+    assert "'notes.png' is not an image" in str(err.value)
+    assert str(tmp_path) not in str(err.value)
+    Image.new("RGB", (8, 8), "red").save(secret)
+    check_image(secret, "notes.png")  # an image passes
+
+
+def test_uploaded_bytes_are_kept_once_by_content_after_checking(tmp_path):
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (20, 10), "blue").save(png, "PNG")
+    Image.new("RGB", (20, 10), "green").save(jpeg, "JPEG")
+    folder = tmp_path / "uploads"
+    first = store_image_bytes(png.getvalue(), folder, 1_000_000)
+    assert first.suffix == ".png" and first.read_bytes() == png.getvalue()
+    assert store_image_bytes(png.getvalue(), folder, 1_000_000) == first  # same bytes, same file
+    assert store_image_bytes(jpeg.getvalue(), folder, 1_000_000).suffix == ".jpg"
+    assert load_image(first).size == (20, 10)
+    with pytest.raises(ImageError, match="'holiday.png' is not an image") as err:
+        store_image_bytes(b"<html>not an image</html>", folder, 1_000_000, name="holiday.png")
+    assert str(folder) not in str(err.value)
+    with pytest.raises(ImageError, match="empty"):
+        store_image_bytes(b"", folder, 1_000_000)
+    with pytest.raises(TooLargeError, match="over the 0.0 MB limit; raise upload_limit"):
+        store_image_bytes(png.getvalue(), folder, 10, limit_fix="raise upload_limit")
+    assert sorted(p.suffix for p in folder.iterdir()) == [".jpg", ".png"]  # nothing else left
+
+
+def test_one_policy_for_the_bytes_an_image_is_embedded_or_published_as(tmp_path):
+    small, big, photo, webp = (tmp_path / n for n in ("s.png", "b.png", "p.jpg", "w.webp"))
+    Image.new("RGB", (40, 20), "red").save(small)
+    Image.new("RGB", (400, 200), "blue").save(big)
+    Image.new("RGB", (40, 20), "green").save(photo, quality=95)
+    Image.new("RGB", (40, 20), "white").save(webp)
+    (tmp_path / "d.svg").write_text(DIAGRAM.replace("<title>", "<script>alert(1)</script><title>"))
+    notebook = {"max_side": 100, "keep": ("PNG", "JPEG", "GIF"), "keep_bytes": 600_000}
+    # a notebook attachment: small PNG/JPEG keep their own bytes
+    assert image_bytes(small, **notebook) == ("image/png", small.read_bytes())
+    assert image_bytes(photo, **notebook) == ("image/jpeg", photo.read_bytes())
+    # too large a side, too many bytes, a format not kept, an SVG: re-encoded and scaled
+    mime, data = image_bytes(big, **notebook)
+    assert mime == "image/png" and Image.open(io.BytesIO(data)).size == (100, 50)
+    assert image_bytes(photo, **{**notebook, "keep_bytes": 10})[1] != photo.read_bytes()
+    assert image_bytes(webp, **notebook)[0] == "image/png"
+    mime, data = image_bytes(tmp_path / "d.svg", **notebook)
+    assert mime == "image/png" and Image.open(io.BytesIO(data)).size == (100, 50)
+    # a model request keeps nothing: PNG or JPEG, scaled (what image_data_uri sends)
+    assert image_bytes(photo)[1] != photo.read_bytes()
+    assert image_data_uri(big, 100) == "data:image/png;base64," + base64.b64encode(
+        image_bytes(big, 100)[1]
+    ).decode("ascii")
+    # a site's copy keeps every file's bytes without decoding it; an SVG sanitised
+    (tmp_path / "odd.png").write_bytes(b"not decoded")
+    assert image_bytes(tmp_path / "odd.png", keep=EVERY_FORMAT) == ("image/png", b"not decoded")
+    assert image_bytes(webp, keep=EVERY_FORMAT) == ("image/webp", webp.read_bytes())
+    mime, svg = image_bytes(tmp_path / "d.svg", keep=EVERY_FORMAT)
+    assert mime == "image/svg+xml" and b"script" not in svg and b"Build pipeline" in svg
+    (tmp_path / "z.svgz").write_bytes(gzip.compress((tmp_path / "d.svg").read_bytes()))
+    _, svgz = image_bytes(tmp_path / "z.svgz", keep=EVERY_FORMAT)
+    assert gzip.decompress(svgz) == svg  # still gzipped, as its name says, and sanitised
+    assert image_bytes(tmp_path / "z.svgz", keep=EVERY_FORMAT)[1] == svgz  # reproducible

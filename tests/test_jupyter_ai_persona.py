@@ -15,9 +15,11 @@ import base64
 import io
 import re
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -32,7 +34,7 @@ from jupyterlab_chat.websocket_model import WsChatModel  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_jupyter_support import *  # noqa: E402, F403 - pytest-jupyter fixtures and helpers
 from test_jupyter_support import Api, server_config  # noqa: E402
-from xcomposer import Engine  # noqa: E402
+from xcomposer import Engine, JobRunner  # noqa: E402
 
 PERSONA = "jupyter-ai-personas::jupyter_xcomposer::XComposerPersona"
 PERSON_TEXT = "My cat naps on the windowsill every morning.\n\nThen she watches me drink coffee."
@@ -151,6 +153,30 @@ def test_chat_requests_parse_into_the_rest_fields() -> None:
     assert illustrate.op == "illustrate" and illustrate.body["text"] == PERSON_TEXT
     assert illustrate.body["n_images"] == "auto"
     assert parse_chat_request("").op == "help"
+
+
+def test_a_job_that_ends_just_after_a_snapshot_is_reported_as_it_ended() -> None:
+    """The reply is the job's end, never a stale "running" snapshot read as a failure."""
+    runner = JobRunner(lambda: 1)
+    gate = threading.Event()
+    job = runner.submit(lambda _progress: gate.wait(30) and {"text": "ok"}, name="compose")
+    stale = []
+
+    def job_reply(job: Any, since: int = 0) -> dict[str, Any]:
+        snapshot = job.to_dict(since)
+        if not stale:  # the worker finishes right after this first snapshot
+            stale.append(snapshot["state"])
+            gate.set()
+            job.wait(timeout=30)
+        return snapshot
+
+    persona = SimpleNamespace(_service=SimpleNamespace(job_reply=job_reply), _show=print)
+    try:
+        snapshot = asyncio.run(persona_module.XComposerPersona._follow(persona, job, "reply"))
+    finally:
+        runner.shutdown()
+    assert stale == ["running"] and job.done
+    assert snapshot["state"] == "done" and snapshot["result"] == {"text": "ok"}
 
 
 @pytest.mark.slow

@@ -19,7 +19,9 @@ from xcomposer import (
     InputError,
     OptionError,
     Switch,
+    TooLargeError,
     XComposerError,
+    check_text_fits,
 )
 
 
@@ -127,3 +129,19 @@ def test_the_cli_reports_a_bad_option_in_one_line(tmp_path: Path, captioned_imag
         "xcomposer: error: candidates must be a whole number from 1 to 10, not 12; "
         "give a whole number from 1 to 10 (default 4)"
     ]
+
+
+def test_a_text_must_fit_the_models_context() -> None:
+    # a 4096-token model takes about 6,144 characters (3 a token, half the context)
+    check_text_fits("Write about lighthouses", "instruction", 4096)
+    check_text_fits("x" * 6_144, "instruction", 4096)
+    with pytest.raises(TooLargeError) as err:
+        check_text_fits("x" * 6_145, "text to illustrate", 4096)
+    assert str(err.value) == (
+        "the text to illustrate is 6,145 characters, more than this model's context takes "
+        "(about 6,144); give a shorter text to illustrate, or split it into parts"
+    )
+    check_text_fits("x" * 6_145, "instruction", 8192)  # a longer context takes it
+    for empty in ("", "  \n "):
+        with pytest.raises(InputError, match="^the instruction is empty; give the instruction$"):
+            check_text_fits(empty, "instruction", 4096)

@@ -194,6 +194,20 @@ def test_insert_figures_keeps_every_character(tmp_path: Path, captioned_images: 
     assert [p.text for p in split_paragraphs(text)] == [p.text for p in article.paragraphs]
 
 
+def test_insert_figures_writes_figures_a_front_ends_own_way(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    text = "Sailors feared the rocky coast.\r\n\r\nA lighthouse beam sweeps the water.\r\n"
+    engine = Engine(
+        EngineConfig(cache_dir=str(tmp_path / "c")), backends={"main": ScriptedBackend()}
+    )
+    article = engine.illustrate(text, captioned_images, n_images=2)
+    out = insert_figures(text, article, figure_markdown=lambda f: f"[{Path(f.image).name}]\n!")
+    names = [Path(f.image).name for f in article.figures]
+    assert [m.group(1) for m in re.finditer(r"\r\n\r\n\[([^\]]+)\]\r\n!", out)] == names
+    assert re.sub(r"\r\n\r\n\[[^\]]+\]\r\n!", "", out) == text  # the person's text, every byte
+
+
 def test_removing_scaffolding_keeps_dotted_words_and_versions_intact() -> None:
     # The sentence splitter once cut after every full stop and joined with spaces:
     # "pypi.org" became "pypi. org" and "1.6.1" became "1. 6. 1".

@@ -81,6 +81,7 @@ _EXPORTS = {
         "describes_an_image",
         "file_fingerprint",
         "Engines",
+        "EngineHost",
         "EngineFacts",
         "RememberedFacts",
         "facts_signature",
@@ -94,6 +95,7 @@ _EXPORTS = {
         "library_reads",
     ),
     "engines": ("Engines",),
+    "host": ("EngineHost",),
     "remembered": (
         "EngineFacts",
         "RememberedFacts",
@@ -160,6 +162,7 @@ if TYPE_CHECKING:
         TooLargeError,
         XComposerError,
     )
+    from .host import EngineHost
     from .identity import (
         ROLES,
         engine_identity,
@@ -317,6 +320,7 @@ __all__ = [
     "FolderFingerprints",
     "file_fingerprint",
     "Engines",
+    "EngineHost",
     "EngineFacts",
     "RememberedFacts",
     "facts_signature",

@@ -135,8 +135,9 @@ class XComposerApp(ExtensionApp):
 
     def expire_jobs(self) -> None:
         """Cancel the jobs of owners that went away or stopped following them."""
-        if self.service._queue is not None:
-            self.service._queue.expire(self.job_lease, self.kernel_alive)
+        queue = self.service.started_queue
+        if queue is not None:
+            queue.expire(self.job_lease, self.kernel_alive)
 
     def _watch_kernels(self) -> None:
         """A kernel restarted or shut down: its jobs are cancelled at once."""
@@ -146,8 +147,9 @@ class XComposerApp(ExtensionApp):
 
         async def on_kernel_action(logger: Any, schema_id: str, data: dict) -> None:
             if data.get("action") in ("restart", "shutdown", "interrupt") and data.get("kernel_id"):
-                if self.service._queue is not None:
-                    self.service._queue.cancel_owner(f"kernel:{data['kernel_id']}")
+                queue = self.service.started_queue
+                if queue is not None:
+                    queue.cancel_owner(f"kernel:{data['kernel_id']}")
 
         try:
             logger.add_listener(schema_id=KERNEL_ACTIONS, listener=on_kernel_action)

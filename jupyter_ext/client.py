@@ -219,7 +219,7 @@ class LocalClient:
     def _submit(self, make: Callable[[], Any]) -> LocalJob:
         try:
             prepared = make()
-            return LocalJob(self, self.service.submit(prepared))
+            return LocalJob(self, self.service.submit_prepared(prepared))
         except XComposerError as err:
             from .errors import http_status
 

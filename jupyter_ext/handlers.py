@@ -190,7 +190,7 @@ class OperationHandler(XComposerHandler):
             prepared = await prepare(self.op, data, self.paths(), limits)
         except XComposerError as err:
             raise self.fail(err) from None
-        await self.start(self.service.submit(prepared, owner), wait)
+        await self.start(self.service.submit_prepared(prepared, owner), wait)
 
 
 class ComposeHandler(OperationHandler):
@@ -221,7 +221,7 @@ class DescribeHandler(XComposerHandler):
                 raise ModelError(*NO_VISION)
         except XComposerError as err:
             raise self.fail(err) from None
-        await self.start(self.service.submit(prepared, owner), wait)
+        await self.start(self.service.submit_prepared(prepared, owner), wait)
 
     def upload(self) -> Any:
         args = {

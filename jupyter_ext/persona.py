@@ -194,7 +194,7 @@ class XComposerPersona(BasePersona):
             self.send_message(f"**XComposer:** {markdown_line(str(err))}")
             return
         self._service = service
-        self._job = service.submit(prepared)
+        self._job = service.submit_prepared(prepared)
         reply = self.chat.add_message(NewMessage(body="*XComposer: queued*", sender=self.id))
         self.set_status("is composing...")
         try:

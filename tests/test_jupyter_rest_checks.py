@@ -47,7 +47,7 @@ def extension(api: Api) -> Any:
 
 
 def jobs_started(api: Api) -> int:
-    queue = extension(api).service._queue
+    queue = extension(api).service.started_queue
     return len(queue.jobs()) if queue is not None else 0
 
 

@@ -10,11 +10,14 @@ from typing import Any
 
 from .errors import InputError
 from .safe_text import (
+    MAX_LINE_CHARS,
     figure_html,
+    html_text,
     json_safe,
     markdown_figure,
     markdown_heading,
     markdown_paragraphs,
+    sanitise_html,
     terminal_safe,
     url_path,
 )
@@ -159,6 +162,39 @@ class Article:
                 render_figure(fig, url_of(fig), figure_html, caption_paragraph) for fig in figures
             )
         return "\n\n".join(out) + "\n"
+
+    def to_html(
+        self,
+        image_url: Callable[[Figure], str | None] | None = None,
+        *,
+        data_images: bool = False,
+        numbered: bool = False,
+    ) -> str:
+        """The article as one sanitised HTML fragment (a preview): every text escaped, figures
+        as ``<figure>`` elements, a figure whose ``image_url`` is ``None`` as its path.
+
+        ``data_images``: figure URLs may be base64 ``data:`` images (a notebook's
+        attachments).  ``numbered``: each paragraph shows its index (what an edit names).
+        """
+        url_of = image_url or (lambda f: url_path(Path(f.image).as_posix()))
+        out = [f"<h2>{html_text(self.title, MAX_LINE_CHARS)}</h2>"] if self.title else []
+        for i, para in enumerate(self.paragraphs):
+            text = html_text(para.text)
+            if para.kind == "heading":
+                out.append(f"<h3>{text}</h3>")
+            elif para.kind == "verbatim":
+                out.append(f"<pre>{text}</pre>")
+            else:
+                index = f'<span class="xcomposer-index">[{i}]</span> ' if numbered else ""
+                out.append(f"<p>{index}{text}</p>")
+            for fig in self.figures_after(i):
+                url = url_of(fig)
+                if url is None:
+                    caption = html_text(fig.caption, MAX_LINE_CHARS)
+                    out.append(f"<figure><code>{html_text(fig.image)}</code>{caption}</figure>")
+                else:
+                    out.append(figure_html(url, fig.alt, fig.caption, data_images=data_images))
+        return sanitise_html("\n".join(out), data_images=data_images)
 
     def markdown_parts(
         self, title_level: int = 1, *, model_written: bool | None = None, exact: bool = False

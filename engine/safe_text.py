@@ -153,15 +153,24 @@ def html_attribute(text: str, limit: int = MAX_LINE_CHARS) -> str:
     return html.escape(" ".join(model_text(text, limit).split()), quote=True)
 
 
-def figure_html(url: str, alt: str, caption: str, css_class: str = "xcomposer-figure") -> str:
-    """A ``<figure>`` with lazily loaded image, alt text and caption, escaped and sanitised."""
+def figure_html(
+    url: str,
+    alt: str,
+    caption: str,
+    css_class: str = "xcomposer-figure",
+    *,
+    data_images: bool = False,
+) -> str:
+    """A ``<figure>`` with lazily loaded image, alt text and caption, escaped and sanitised
+    (``data_images``: ``url`` may be a base64 image, kept whole, see :func:`sanitise_html`)."""
     caption_html = f"\n<figcaption>{html_text(caption, MAX_LINE_CHARS)}</figcaption>"
+    src = html.escape(url, quote=True) if data_images else html_attribute(url, MAX_BLOCK_CHARS)
     fragment = (
         f'<figure class="{html_attribute(css_class)}">\n'
-        f'<img src="{html_attribute(url, MAX_BLOCK_CHARS)}" alt="{html_attribute(alt)}" '
+        f'<img src="{src}" alt="{html_attribute(alt)}" '
         f'loading="lazy">{caption_html if caption else ""}\n</figure>'
     )
-    return sanitise_html(fragment)
+    return sanitise_html(fragment, data_images=data_images)
 
 
 _DATA_IMAGE = re.compile(r"^data:image/(?:png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*$")

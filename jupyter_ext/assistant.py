@@ -96,7 +96,7 @@ class Assistant(widgets.VBox):
         self.cancel_button = _button("Cancel", "stop", "Stop the running job", "warning")
         self.cancel_button.disabled = True
         self.notice = widgets.HTML("")
-        self.preview = widgets.HTML("")
+        self.preview = widgets.HTML("", layout=widgets.Layout(max_height="420px", overflow="auto"))
         self.insert_button = _button("Insert", "plus", "Insert as Markdown cells", "success")
         self.insert_button.disabled = True
         self.status = widgets.Label("")

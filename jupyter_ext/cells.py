@@ -7,7 +7,7 @@ down (``max_side``) so a shared notebook stays small.
 Model text is untrusted: cells are written by the engine's one Markdown policy
 (``Article.markdown_parts``): a composed article's words render as literal text; a
 person's own text from ``illustrate`` stays word for word.
-The preview is HTML built here with every piece of text escaped.
+The preview is the engine's sanitised HTML of the article (``Article.to_html``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ from xcomposer import (
 )
 
 MAX_SIDE = 1024
+# Our own markup around the sanitised preview (which keeps no style attributes).
+PREVIEW_STYLE = (
+    "<style>.xcomposer-preview img{max-width:320px}"
+    ".xcomposer-preview .xcomposer-index{opacity:.5}</style>"
+)
 KEEP_BYTES = 600_000  # images this small (and no larger than MAX_SIDE) keep their own bytes
 KEEP_FORMATS = ("PNG", "JPEG", "GIF")  # what every notebook front end shows
 
@@ -119,38 +124,21 @@ def _attachments(cells: list[dict]) -> dict[str, tuple[str, str]]:
 
 
 def preview_html(article: dict[str, Any], cells: list[dict] | None = None) -> str:
-    """An article (as JSON data) rendered to HTML, every piece of text escaped.
+    """An article (as JSON data) as the engine's sanitised HTML (``Article.to_html``),
+    paragraphs numbered as edits name them.
 
     Images come from the cells' attachments (data URIs), so the preview shows
     exactly what ``insert`` puts into the notebook.
     """
     images = _attachments(cells or [])
     by_stem = {name.rsplit(".", 1)[0]: value for name, value in images.items()}
-    out = ['<div class="xcomposer-preview" style="max-height:420px;overflow:auto">']
-    if article.get("title"):
-        out.append(f"<h2>{html.escape(article['title'])}</h2>")
-    figures = article.get("figures", [])
-    for i, para in enumerate(article.get("paragraphs", [])):
-        text = html.escape(para.get("text", ""))
-        if para.get("kind") == "heading":
-            out.append(f"<h3>{text}</h3>")
-        elif para.get("kind") == "verbatim":
-            out.append(f'<pre style="white-space:pre-wrap">{text}</pre>')
-        else:
-            out.append(f'<p><span style="opacity:.5">[{i}]</span> {text}</p>')
-        for fig in (f for f in figures if f.get("after") == i):
-            stem = attachment_name(fig, "").rstrip(".")
-            found = by_stem.get(stem)
-            alt = html.escape(fig.get("alt", ""), quote=True)
-            if found:
-                mime, data = found
-                img = f'<img src="data:{html.escape(mime)};base64,{data}" alt="{alt}" style="max-width:320px">'
-            else:
-                img = f"<code>{html.escape(str(fig.get('image', '')))}</code>"
-            caption = html.escape(fig.get("caption", ""))
-            out.append(f"<figure>{img}<figcaption><em>{caption}</em></figcaption></figure>")
-    out.append("</div>")
-    return "\n".join(out)
+
+    def data_uri(fig: Figure) -> str | None:
+        found = by_stem.get(attachment_name(fig, "").rstrip("."))
+        return f"data:{found[0]};base64,{found[1]}" if found else None
+
+    body = Article.from_dict(article).to_html(data_uri, data_images=True, numbered=True)
+    return f'{PREVIEW_STYLE}<div class="xcomposer-preview">{body}</div>'
 
 
 def text_preview(text: str, title: str = "") -> str:

@@ -297,3 +297,39 @@ def test_written_files_honour_the_umask(tmp_path: Path, umask: int) -> None:
     assert len(files) == 2
     assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o666 & ~umask}
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_html_preview_escapes_everything_and_keeps_only_data_images_it_is_told_to():
+    import base64
+
+    from xcomposer import Article, Figure, Paragraph
+
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\0" * 300_000).decode()
+    article = Article(
+        title='<img src=x onerror="alert(1)">',
+        paragraphs=[
+            Paragraph(text="<script>alert(1)</script> [link](javascript:alert(2))"),
+            Paragraph(text="<b>code</b>", kind="verbatim"),
+        ],
+        figures=[
+            Figure(after=0, image="a.png", caption="<i>c</i>", alt='" onload="x'),
+            Figure(after=1, image="b.png", caption="shown as its path", alt="b"),
+        ],
+    )
+    urls = {"a.png": png, "b.png": None}
+    html = article.to_html(lambda f: urls[f.image], data_images=True, numbered=True)
+    assert "<script" not in html and "<img src=x" not in html and "<b>" not in html
+    from html.parser import HTMLParser
+
+    attributes: list[str] = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            attributes.extend(name for name, _ in attrs)
+
+    Collect().feed(html)
+    assert not [a for a in attributes if a.startswith("on")], "model text stays text"
+    assert png in html, "a large attachment is kept whole"
+    assert "<code>b.png</code>" in html and '<span class="xcomposer-index">[0]</span>' in html
+    without = article.to_html(lambda f: urls[f.image])
+    assert "data:image" not in without, "data images only where the caller allows them"

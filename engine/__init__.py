@@ -98,6 +98,7 @@ _EXPORTS = {
     "host": ("EngineHost",),
     "remembered": (
         "EngineFacts",
+        "ProjectEngines",
         "RememberedFacts",
         "facts_signature",
         "recall_facts",
@@ -213,6 +214,7 @@ if TYPE_CHECKING:
     from .progress import Progress, ProgressCallback
     from .remembered import (
         EngineFacts,
+        ProjectEngines,
         RememberedFacts,
         facts_signature,
         recall_facts,
@@ -322,6 +324,7 @@ __all__ = [
     "Engines",
     "EngineHost",
     "EngineFacts",
+    "ProjectEngines",
     "RememberedFacts",
     "facts_signature",
     "recall_facts",

@@ -22,13 +22,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .cache import write_atomic
 from .images import file_sha256
+
+if TYPE_CHECKING:
+    from .config import EngineConfig
+    from .engines import Engines
 
 FORMAT = 2
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -129,6 +133,71 @@ def remember_facts(
     }
     data = json.dumps(state, indent=1, sort_keys=True, default=str).encode("utf-8")
     write_atomic(state_file, data)
+
+
+class ProjectEngines:
+    """A project's engine facts and engines across runs (a preview server rebuilds on every
+    edit): remembered facts while nothing they derive from changed, the live
+    :class:`~.engines.Engines` once a task runs, renewed when the settings change.
+
+    ``signature`` names the settings (:func:`facts_signature`); ``backends`` (tests, an
+    embedding application) replace configured backends by name, and are never remembered.
+    """
+
+    def __init__(self) -> None:
+        self.engines: Engines | None = None
+        self._key: tuple[str, tuple[tuple[str, int], ...]] | None = None
+
+    def facts(
+        self,
+        signature: str,
+        config: Callable[[], EngineConfig],
+        state_file: Path,
+        backends: Mapping[str, Any] | None = None,
+    ) -> EngineFacts:
+        """The facts for ``signature``: the live engines', those remembered in ``state_file``,
+        or asked anew (and remembered there)."""
+        if self.engines is not None and self._key == _key(signature, backends):
+            return self.engines
+        if backends is None:
+            remembered = recall_facts(state_file, signature)
+            if remembered is not None:
+                self.close()
+                return remembered
+        engines = self.live(signature, config, backends)
+        if backends is None:
+            remember_facts(state_file, signature, engines, engines.model_files())
+        return engines
+
+    def live(
+        self,
+        signature: str,
+        config: Callable[[], EngineConfig],
+        backends: Mapping[str, Any] | None = None,
+    ) -> Engines:
+        """The live engines for ``signature`` (``config()`` is asked only for new ones)."""
+        from .engines import Engines
+
+        key = _key(signature, backends)
+        if self.engines is None or self._key != key:
+            made = Engines(config(), backends)
+            self.close()
+            self.engines, self._key = made, key
+        return self.engines
+
+    def model_calls(self) -> int:
+        """Real model calls the live engines made (none where no task ran)."""
+        return self.engines.model_calls() if self.engines is not None else 0
+
+    def close(self) -> None:
+        if self.engines is not None:
+            self.engines.close()
+        self.engines, self._key = None, None
+
+
+def _key(signature: str, backends: Mapping[str, Any] | None) -> tuple:
+    # Backends by identity: the live engines hold them, so the ids stay unique.
+    return (signature, tuple(sorted((k, id(v)) for k, v in (backends or {}).items())))
 
 
 def _tree_stat(root: Path) -> list[tuple[str, int, int]]:

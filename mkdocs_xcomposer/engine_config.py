@@ -57,7 +57,9 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def facts_signature_of(plugin: XComposerConfig, config_dir: Path, store: ResultStore) -> str:
+def facts_signature_of(
+    plugin: XComposerConfig, config_dir: Path, store: ResultStore, frozen: bool
+) -> str:
     """The signature of everything in the plugin's options that the engine facts derive from
     (``xcomposer.facts_signature``): a remembered state made under another is not used."""
     settings: dict[str, Any] = {k: plugin[k] for k in BACKEND_KEYS}
@@ -67,5 +69,6 @@ def facts_signature_of(plugin: XComposerConfig, config_dir: Path, store: ResultS
         "config": plugin["config"],
         "config_dir": str(config_dir),
         "cache_dir": str(store.cache_dir),
+        "frozen": frozen,
     }
     return facts_signature(settings, [Path(plugin["config"])] if plugin["config"] else [])

@@ -16,6 +16,7 @@ file and frozen, is the extension's source of cached blocks (standalone.py).
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,13 @@ from xcomposer import (  # the package is lazy: none of these imports pydantic
     FolderFingerprints,
     MissingAlt,
     Outcome,
+    ProjectEngines,
     ResultStore,
     Task,
     Workshop,
     WorkshopSettings,
     describes_an_image,
     images_without_alt,
-    recall_facts,
-    remember_facts,
 )
 
 from . import page_blocks
@@ -71,10 +71,9 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         #: Backends by name that replace the configured ones (tests, embedding applications).
         self.backends: dict[str, Any] | None = None
         self.fingerprints = FolderFingerprints()
-        self.engines: Any = None
-        """The live engines (``xcomposer.Engines``), created when something must be composed."""
+        self.project = ProjectEngines()
+        """The engine facts, and the live engines once something must be composed."""
         self.facts: EngineFacts | None = None
-        self._engine_key: Any = None
         self.workshop: Workshop | None = None
         self.folders: Folders | None = None
         self.images: SiteImages | None = None
@@ -129,7 +128,10 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         _migration_notice(config_dir, self.config.cache_dir)
         frozen = resolve_frozen(self.config.frozen) if frozen is None else frozen
         self.frozen = frozen
-        facts = self._engine_facts(config_dir, store, frozen)
+        sig = facts_signature_of(self.config, config_dir, store, frozen)
+        make_config = partial(self._engine_config, config_dir, store, frozen)
+        project = self.project
+        facts = project.facts(sig, make_config, store.index_dir / STATE_FILE, self.backends)
         library += [Path(r) for r in facts.library_roots if Path(r) not in library]
         self.facts = facts
         self.folders = Folders(config_dir, docs_dir, tuple(library))
@@ -145,7 +147,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         settings = WorkshopSettings(
             store,
             facts,
-            lambda: self._live_engines(config_dir, store, frozen),
+            lambda: project.live(sig, make_config, self.backends),
             frozen,
             fill,
             self.folders.portable(store.results),
@@ -154,54 +156,20 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
             self.workshop = Workshop(settings, log)
         self.workshop.settings = settings
 
-    def _engine_facts(self, config_dir: Path, store: ResultStore, frozen: bool) -> EngineFacts:
-        """The engine's identity and model fingerprints: remembered from an earlier build when
-        nothing they derive from changed (no engine import), else from the live engine."""
-        sig = facts_signature_of(self.config, config_dir, store)
-        state_file = store.index_dir / STATE_FILE
-        if self.engines is not None and self._engine_key == (sig, frozen, self._backends_key()):
-            return self.engines
-        if self.backends is None:
-            remembered = recall_facts(state_file, sig)
-            if remembered is not None:
-                self._close_engines()
-                return remembered
-        engines = self._live_engines(config_dir, store, frozen)
-        if self.backends is None:
-            remember_facts(state_file, sig, engines, engines.model_files())
-        return engines
-
-    def _live_engines(self, config_dir: Path, store: ResultStore, frozen: bool) -> Any:
-        """The live engines for these settings (this imports the engine)."""
-        from xcomposer import Engines, XComposerError
+    def _engine_config(self, config_dir: Path, store: ResultStore, frozen: bool) -> Any:
+        """The EngineConfig of these settings (this imports the engine)."""
+        from xcomposer import XComposerError
 
         from .engine_config import engine_config
 
-        sig = facts_signature_of(self.config, config_dir, store)
-        key = (sig, frozen, self._backends_key())
-        if self.engines is not None and self._engine_key == key:
-            return self.engines
         try:
-            engine_cfg = engine_config(self.config, config_dir, store, frozen)
+            return engine_config(self.config, config_dir, store, frozen)
         except XComposerError as err:
             raise PluginError(f"xcomposer: mkdocs.yml: {err}") from None
-        self._close_engines()
-        self.engines = Engines(engine_cfg, self.backends)
-        self._engine_key = key
-        return self.engines
-
-    def _backends_key(self) -> tuple:
-        # By the backends' identities: live engines hold them, so the ids stay unique.
-        return tuple(sorted((k, id(v)) for k, v in (self.backends or {}).items()))
-
-    def _close_engines(self) -> None:
-        if self.engines is not None:
-            self.engines.close()
-        self.engines, self._engine_key = None, None
 
     def model_calls(self) -> int:
         """Real model calls made so far by the live engines (none if none was needed)."""
-        return self.engines.model_calls() if self.engines is not None else 0
+        return self.project.model_calls()
 
     # Runs at the start of every build: per-build state starts empty.
     def on_pre_build(self, *, config: MkDocsConfig) -> None:
@@ -392,7 +360,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
     def on_shutdown(self) -> None:
         if self.workshop is not None:
             self.workshop.shutdown()
-        self._close_engines()
+        self.project.close()
 
     def _fail(self, errors: list[str]) -> Any:
         self.failed = True

@@ -327,10 +327,10 @@ def test_a_cached_rebuild_does_not_start_the_engine_until_a_model_file_changes(
     )
     build_site(config, {"main": ScriptedBackend()})  # fills the cache
     plugin = build_site(config)  # the engine is asked once (the model file is missing) ...
-    assert plugin.counts == {"cached": 1} and plugin.engines is not None
+    assert plugin.counts == {"cached": 1} and plugin.project.engines is not None
     plugin.on_shutdown()  # as at the end of a `mkdocs build` process
     plugin = build_site(config)  # ... and remembered by the next process: no engine at all
-    assert plugin.counts == {"cached": 1} and plugin.engines is None
+    assert plugin.counts == {"cached": 1} and plugin.project.engines is None
     assert (tmp_path / "xcomposer-cache/index/plugin-state.json").is_file()
     # A model file that appears (or changes) is fingerprinted again: entries made by
     # another model are composed again, here with a file that is not a model.

@@ -216,3 +216,34 @@ def test_folder_fingerprints_are_the_librarys_and_renew_after_forget(tmp_path):
     assert prints.folder(tmp_path) == first, "remembered until forget()"
     prints.forget()
     assert prints.folder(tmp_path) != first
+
+
+def test_project_engines_remember_the_facts_and_renew_them_with_the_settings(tmp_path):
+    from xcomposer import EngineConfig, ProjectEngines
+
+    state = tmp_path / "index/state.json"
+    reads: list[str] = []
+
+    def config() -> EngineConfig:
+        reads.append("read")
+        return EngineConfig(cache_dir=str(tmp_path / "answers"))
+
+    first = ProjectEngines()
+    facts = first.facts("settings-1", config, state)
+    identity = facts.identity()
+    assert first.engines is facts and reads == ["read"]
+    first.close()
+
+    later = ProjectEngines()  # the next build, in a new process
+    again = later.facts("settings-1", config, state)
+    assert later.engines is None and reads == ["read"], "remembered: no config read, no engine"
+    assert again.identity() == identity and again.library_roots == facts.library_roots
+    renewed = later.facts("settings-2", config, state)
+    assert later.engines is renewed and reads == ["read", "read"]
+    assert later.live("settings-2", config) is renewed, "the same settings keep their engines"
+    later.close()
+
+    given = ProjectEngines()
+    given.facts("settings-3", config, tmp_path / "given.json", backends={"main": object()})
+    assert not (tmp_path / "given.json").exists(), "backends given in code are never remembered"
+    given.close()

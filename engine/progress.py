@@ -25,6 +25,24 @@ class Progress:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Progress:
+        """A report from its :meth:`to_dict` (a job event a client received)."""
+        speed = data.get("tokens_per_s")
+        return cls(
+            str(data.get("stage", "")),
+            int(data.get("done") or 0),
+            int(data.get("total") or 0),
+            float(speed) if speed else None,
+            str(data.get("detail") or ""),
+        )
+
+    def summary(self) -> str:
+        """``write 2/4 · 12 tok/s · detail``: the report as a status line shows it."""
+        speed = f" · {self.tokens_per_s:.0f} tok/s" if self.tokens_per_s else ""
+        detail = f" · {self.detail}" if self.detail else ""
+        return f"{self.stage} {self.done}/{self.total}{speed}{detail}"
+
     def __str__(self) -> str:
         speed = f" {self.tokens_per_s:.0f} tok/s" if self.tokens_per_s else ""
         detail = f" {self.detail}" if self.detail else ""

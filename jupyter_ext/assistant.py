@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+from xcomposer import Progress
 
 from .cells import image_cell, preview_html, text_preview
 from .client import Cancelled, Client, ClientError, connect
@@ -309,15 +310,10 @@ class Assistant(widgets.VBox):
 
     def _on_progress(self, event: dict[str, Any]) -> None:
         self.events.append(event)
-        total = max(1, int(event.get("total") or 1))
-        self.progress.value = max(0, min(100, round(100 * int(event.get("done") or 0) / total)))
-        self.progress.description = str(event.get("stage", ""))
-        speed = event.get("tokens_per_s")
-        speed_text = f" · {speed:.0f} tok/s" if speed else ""
-        detail = f" · {event['detail']}" if event.get("detail") else ""
-        self.stage.value = (
-            f"{event.get('stage')} {event.get('done')}/{event.get('total')}{speed_text}{detail}"
-        )
+        report = Progress.from_dict(event)
+        self.progress.value = max(0, min(100, round(100 * report.done / max(1, report.total))))
+        self.progress.description = report.stage
+        self.stage.value = report.summary()
 
     def _show_article(self, result: dict[str, Any]) -> None:
         self.cells = list(result.get("cells") or [])

@@ -113,6 +113,26 @@ def image_cell(data: bytes, mime: str, description: str, name: str = "figure.png
     return markdown_cell(source, {name: {mime: encoded}})
 
 
+_ATTACHMENT = re.compile(r"\(attachment:([^)\s]+)\)")
+
+
+def embedded_markdown(cells: list[dict]) -> str:
+    """The cells' Markdown with each ``attachment:NAME`` replaced by a data URI."""
+    parts = []
+    for cell in cells:
+        attachments = cell.get("attachments") or {}
+
+        def inline(match: re.Match, attachments: dict = attachments) -> str:
+            bundle = attachments.get(match.group(1)) or {}
+            for mime, data in bundle.items():
+                return f"(data:{mime};base64,{data})"
+            return match.group(0)
+
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        parts.append(_ATTACHMENT.sub(inline, source))
+    return "\n\n".join(parts) + "\n"
+
+
 # -- preview ------------------------------------------------------------------------------
 def _attachments(cells: list[dict]) -> dict[str, tuple[str, str]]:
     found: dict[str, tuple[str, str]] = {}

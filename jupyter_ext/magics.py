@@ -19,7 +19,6 @@ the last result is kept in ``_xcomposer`` (article, Markdown, cells).
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,28 +27,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
+from xcomposer import Progress
 
+from .cells import embedded_markdown
 from .client import Client, ClientError, connect
 from .frontend import ImageCapture
-
-_ATTACHMENT = re.compile(r"\(attachment:([^)\s]+)\)")
-
-
-def embedded_markdown(cells: list[dict]) -> str:
-    """The cells' Markdown with each ``attachment:NAME`` replaced by a data URI."""
-    parts = []
-    for cell in cells:
-        attachments = cell.get("attachments") or {}
-
-        def inline(match: re.Match, attachments: dict = attachments) -> str:
-            bundle = attachments.get(match.group(1)) or {}
-            for mime, data in bundle.items():
-                return f"(data:{mime};base64,{data})"
-            return match.group(0)
-
-        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-        parts.append(_ATTACHMENT.sub(inline, source))
-    return "\n\n".join(parts) + "\n"
 
 
 class ProgressLine:
@@ -59,8 +41,7 @@ class ProgressLine:
         self.handle = display({"text/plain": "xcomposer: queued"}, raw=True, display_id=True)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        speed = f" {event['tokens_per_s']:.0f} tok/s" if event.get("tokens_per_s") else ""
-        line = f"xcomposer: {event.get('stage')} {event.get('done')}/{event.get('total')}{speed}"
+        line = f"xcomposer: {Progress.from_dict(event).summary()}"
         if self.handle is not None:
             self.handle.update({"text/plain": line}, raw=True)
 

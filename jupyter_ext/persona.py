@@ -34,8 +34,9 @@ from typing import Any
 
 from jupyter_ai_persona_manager import BasePersona, PersonaDefaults
 from jupyterlab_chat.models import Message, NewMessage
-from xcomposer import InputError, XComposerError, load_config, markdown_line
+from xcomposer import InputError, Progress, XComposerError, load_config, markdown_line
 
+from .cells import embedded_markdown
 from .operations import prepare
 from .paths import RootPaths
 from .service import EngineService
@@ -103,13 +104,7 @@ def parse_chat_request(text: str) -> ChatRequest:
 def chat_markdown(result: dict[str, Any]) -> str:
     """The result's notebook cells as one Markdown text, attachments as data URIs."""
     cells = [result["cell"]] if result.get("cell") else result.get("cells") or []
-    parts = []
-    for cell in cells:
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        for name, bundle in (cell.get("attachments") or {}).items():
-            ((mime, data),) = bundle.items()
-            source = source.replace(f"(attachment:{name})", f"(data:{mime};base64,{data})")
-        parts.append(source)
+    parts = [embedded_markdown(cells).rstrip("\n")] if cells else []
     figures = (result.get("article") or {}).get("figures") or []
     if figures:
         # the library's own file names (relative to the root), shown as code: no escapes
@@ -123,8 +118,7 @@ def chat_markdown(result: dict[str, Any]) -> str:
 
 
 def progress_line(event: dict[str, Any]) -> str:
-    speed = f" · {round(event['tokens_per_s'])} tok/s" if event.get("tokens_per_s") else ""
-    return f"*XComposer: {event.get('stage', '')} {event.get('done', 0)}/{event.get('total', 0)}{speed}*"
+    return f"*XComposer: {markdown_line(Progress.from_dict(event).summary())}*"
 
 
 _OWN_SERVICES: dict[str, EngineService] = {}  # root -> service, when no server extension runs

@@ -177,34 +177,15 @@ def _commented(block_text: str) -> str:
 
 
 def _markdown(spec: Any, result: Any, level: int, page: Path, plugin: XComposerPlugin) -> str:
-    from xcomposer import markdown_line, url_path
+    from xcomposer import markdown_figure, url_path
 
-    from .render import article_markdown, neutralise
-    from .tasks import load_article
-
-    folders = plugin.folders
-    assert folders is not None
+    from .render import block_markdown
 
     def image_markdown(image: Path, alt: str, caption: str) -> str:
-        target = _page_image(image, plugin)
-        url = url_path(Path(os.path.relpath(target, page.parent)))
-        line = f"![{markdown_line(alt)}]({url})"
-        caption_line = neutralise(" ".join(caption.split()))
-        return f"{line}\n*{_no_stars(caption_line)}*" if caption_line else line
+        url = url_path(Path(os.path.relpath(_page_image(image, plugin), page.parent)))
+        return markdown_figure(url, alt, caption)
 
-    if spec.kind == "describe":
-        text = result["text"]
-        if spec.show_image:
-            return image_markdown(spec.image, text, text)
-        return neutralise(" ".join(text.split()))
-    article = load_article(result, folders)
-
-    def figure(fig: dict[str, Any]) -> str:
-        return image_markdown(Path(fig["image"]), fig["alt"], plugin.style.caption_for(fig))
-
-    if spec.kind == "compose":
-        return article_markdown(article, figure, level)
-    return article_markdown(article, figure, 0, writer_text=True)
+    return block_markdown(spec, result, plugin.folders, image_markdown, plugin.style, level)
 
 
 def _page_image(image: Path, plugin: XComposerPlugin) -> Path:
@@ -213,7 +194,3 @@ def _page_image(image: Path, plugin: XComposerPlugin) -> Path:
     assert plugin.images is not None
     plugin.images.copy_into_docs(image, replace=False)
     return plugin.images.docs_dir / plugin.images.src_uri(image)
-
-
-def _no_stars(text: str) -> str:
-    return text.replace("*", "\\*")

@@ -17,9 +17,8 @@ from xcomposer import MissingAlt, with_alt
 
 from .blocks import Block, BlockError, each_error
 from .extension import FigurePart, NoticePart, Part, Replacement
-from .page_text import has_h1, lines_before, short
-from .render import article_markdown, describe_markdown
-from .tasks import load_article
+from .page_text import has_h1, lines_before
+from .render import block_markdown
 
 if TYPE_CHECKING:
     from markdown import Markdown
@@ -118,26 +117,14 @@ def replacements(plugin: XComposerPlugin, markdown: str, page: PageRef) -> list[
 def block_parts(plugin: XComposerPlugin, spec: Any, result: Any, level: int) -> list[Part]:
     """A finished block as Markdown text and figures."""
     assert plugin.images is not None and plugin.folders is not None
-    images, style = plugin.images, plugin.style
+    images = plugin.images
     figures: list[FigurePart] = []
 
     def figure(image: Path, alt: str, caption: str) -> str:
         figures.append(FigurePart(images.src_uri(image), alt, caption, images.size(image)))
         return f"\x00F{len(figures) - 1}\x00"
 
-    def stored_figure(fig: dict[str, Any]) -> str:
-        return figure(Path(fig["image"]), fig["alt"], style.caption_for(fig))
-
-    if spec.kind == "describe":
-        text = result["text"]
-        shown = figure(spec.image, short(text), text) if spec.show_image else None
-        markdown = describe_markdown(text, shown)
-    else:
-        article = load_article(result, plugin.folders)
-        illustrate = spec.kind == "illustrate"
-        markdown = article_markdown(
-            article, stored_figure, 0 if illustrate else level, writer_text=illustrate
-        )
+    markdown = block_markdown(spec, result, plugin.folders, figure, plugin.style, level)
     parts: list[Part] = []
     for i, piece in enumerate(_FIGURE.split(markdown)):
         if i % 2:

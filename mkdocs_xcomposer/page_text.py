@@ -42,11 +42,6 @@ def lines_before(raw: str, markdown: str) -> int:
     return raw[:pos].count("\n") if pos > 0 else 0
 
 
-def short(text: str, limit: int = 150) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
-
-
 def shown(path: str | None) -> str:
     if not path:
         return "mkdocs.yml"

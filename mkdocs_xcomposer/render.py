@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Articles arrive as the block cache stores them (``Article.to_dict()`` form, figure
@@ -46,6 +47,7 @@ class FigureStyle:
 
 
 FigureRenderer = Callable[[StoredFigure], str]
+ImageRenderer = Callable[[Path, str, str], str]
 
 
 def article_markdown(
@@ -75,6 +77,27 @@ def article_markdown(
     return "\n\n".join(out)
 
 
-def describe_markdown(text: str, figure: str | None) -> str:
-    """A describe block: the description as a paragraph, or as the caption of the figure."""
-    return figure if figure is not None else neutralise(" ".join(text.split()))
+def block_markdown(
+    spec: Any, result: Any, folders: Any, figure: ImageRenderer, style: FigureStyle, level: int
+) -> str:
+    """A finished block as page Markdown; ``figure(image, alt, caption)`` writes each figure
+    (a placeholder the extension turns into an element, or ``materialize``'s Markdown)."""
+    from .tasks import load_article
+
+    if spec.kind == "describe":
+        text = result["text"]
+        if spec.show_image:
+            return figure(spec.image, _short(text), text)
+        return neutralise(" ".join(text.split()))
+
+    def stored(fig: StoredFigure) -> str:
+        return figure(Path(fig["image"]), fig["alt"], style.caption_for(fig))
+
+    article = load_article(result, folders)
+    illustrate = spec.kind == "illustrate"
+    return article_markdown(article, stored, 0 if illustrate else level, writer_text=illustrate)
+
+
+def _short(text: str, limit: int = 150) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"

@@ -69,3 +69,13 @@ def test_status_shows_what_the_front_end_allows():
     assert status["library"] == ["images"]
     assert status["engine_started"] is True and status["workers"] == 3 and status["queue"] == 0
     host.close()
+
+
+def test_a_progress_event_reads_back_as_the_report_every_front_end_prints():
+    from xcomposer import Progress
+
+    report = Progress("write", 2, 4, 12.4, "section 2")
+    again = Progress.from_dict(report.to_dict())
+    assert again == report
+    assert again.summary() == "write 2/4 · 12 tok/s · section 2"
+    assert Progress.from_dict({"stage": "place"}).summary() == "place 0/0"

@@ -127,6 +127,7 @@ _EXPORTS = {
     ),
     "edit": ("check_edit",),
     "page_images": (
+        "HiddenLines",
         "markdown_images",
         "MarkdownImage",
         "MissingAlt",
@@ -204,6 +205,7 @@ if TYPE_CHECKING:
         check_text_fits,
     )
     from .page_images import (
+        HiddenLines,
         MarkdownImage,
         MissingAlt,
         images_without_alt,
@@ -258,6 +260,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "HiddenLines",
     "resolve_src",
     "MissingAlt",
     "images_without_alt",

@@ -78,6 +78,38 @@ def resolve_src(src: str, page: Path, docs_dir: Path) -> Path | None:
     return Path(os.path.realpath(base / target.lstrip("/")))
 
 
+class HiddenLines:
+    """Line by line, whether a Markdown line is fenced code or inside an HTML comment: what
+    a page shows as code, or not at all (the one reading for images and blocks).
+
+    Feed every line in order to :meth:`hidden`.  A fence's opening, content and closing
+    lines are hidden; so are a comment's lines after the one that opens it (that line may
+    hold text before ``<!--``).  ``comments=False`` tracks fences only.
+    """
+
+    def __init__(self, comments: bool = True) -> None:
+        self.comments = comments
+        self.fence: str | None = None
+        self.in_comment = False
+
+    def hidden(self, text: str) -> bool:
+        """Whether ``text`` (one line, without its newline) is code or comment."""
+        if self.fence is not None:
+            if text.lstrip(" \t").startswith(self.fence) and not text.strip().strip(self.fence[0]):
+                self.fence = None
+            return True
+        if self.in_comment:
+            self.in_comment = "-->" not in text
+            return True
+        opened = _FENCE.match(text)
+        if opened:
+            self.fence = opened.group(1)
+            return True
+        if self.comments and "<!--" in text and "-->" not in text[text.index("<!--") :]:
+            self.in_comment = True
+        return False
+
+
 def _label(text: str) -> str:
     return " ".join(text.split()).casefold()
 
@@ -93,26 +125,14 @@ def markdown_images(markdown: str, skip: Sequence[tuple[int, int]] = ()) -> list
         _label(m["label"]): (m["asrc"] or m["src"], m["t1"] or m["t2"] or m["t3"] or "")
         for m in _DEFINITION.finditer(markdown)
     }
-    fence: str | None = None
-    in_comment = False
+    lines = HiddenLines()
     offset = 0
     for number, line in enumerate(markdown.splitlines(keepends=True), 1):
         start = offset
         offset += len(line)
         text = line.rstrip("\r\n")
-        if fence is not None:
-            if text.lstrip(" \t").startswith(fence) and not text.strip().strip(fence[0]):
-                fence = None
+        if lines.hidden(text):
             continue
-        if in_comment:
-            in_comment = "-->" not in text
-            continue
-        opened = _FENCE.match(text)
-        if opened:
-            fence = opened.group(1)
-            continue
-        if "<!--" in text and "-->" not in text[text.index("<!--") :]:
-            in_comment = True
         if any(a <= start < b for a, b in skip):
             continue
         for match in _IMAGE.finditer(text):

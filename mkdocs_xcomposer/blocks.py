@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from xcomposer import HiddenLines  # the package is lazy: no pydantic
 
 # libyaml's loader where it is built in: a cached build parses every block's options.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -45,7 +46,6 @@ PYMDOWNX_BLOCKS = {
 _HEADER = re.compile(
     r"^(?P<indent>[ \t]*)(?P<fence>/{3,})[ \t]*(?P<name>[\w-]+)[ \t]*(?:\|[ \t]*(?P<arg>.*?))?[ \t]*$"
 )
-_FENCE_OPEN = re.compile(r"^[ \t]{0,3}(?P<fence>`{3,}|~{3,})")
 
 
 class BlockError(Exception):
@@ -123,27 +123,11 @@ def find_blocks(markdown: str, page: str, line_offset: int = 0) -> list[Block]:
         offsets.append(offsets[-1] + len(text))
     blocks: list[Block] = []
     errors: list[BlockError] = []
-    fence: str | None = None
-    in_comment = False
+    hidden = HiddenLines()  # fenced code and HTML comments: a page that shows the syntax
     i = 0
     while i < len(lines):
         text = lines[i].rstrip("\r\n")
-        if in_comment:
-            in_comment = "-->" not in text
-            i += 1
-            continue
-        if fence is not None:
-            if text.lstrip(" \t").startswith(fence) and not text.strip().strip(fence[0]):
-                fence = None
-            i += 1
-            continue
-        opened = _FENCE_OPEN.match(text)
-        if opened:
-            fence = opened.group("fence")
-            i += 1
-            continue
-        if text.lstrip().startswith("<!--"):
-            in_comment = "-->" not in text[text.index("<!--") + 4 :]
+        if hidden.hidden(text):
             i += 1
             continue
         header = _HEADER.match(text)
@@ -217,14 +201,11 @@ def _read_block(
     # same fence length (pymdownx's own, inside an illustrate body) must close first.
     body_lines: list[str] = []
     depth = 0
-    fence: str | None = None
+    code = HiddenLines(comments=False)
     while i < len(lines):
         text = _dedent(lines[i].rstrip("\r\n"), indent)
-        if fence is not None:
-            if text.lstrip(" \t").startswith(fence) and not text.strip().strip(fence[0]):
-                fence = None
-        elif (opened := _FENCE_OPEN.match(text)) is not None:
-            fence = opened.group("fence")
+        if code.hidden(text):
+            pass
         elif text.rstrip() == slashes:
             if depth == 0:
                 body = "".join(body_lines).strip("\n")

@@ -6,8 +6,6 @@ import os
 import re
 from typing import Any
 
-from mkdocs.structure.pages import Page
-
 _H1 = re.compile(r"^(#[ \t]+\S|[^\n]+\n=+[ \t]*$)", re.MULTILINE)
 
 
@@ -24,15 +22,6 @@ def has_h1(markdown: str, page_tasks: list[tuple[Any, Any]]) -> bool:
 
 def without_fences(text: str) -> str:
     return re.sub(r"^(`{3,}|~{3,}).*?^\1[ \t]*$", "", text, flags=re.MULTILINE | re.DOTALL)
-
-
-def front_matter_lines(page: Page, markdown: str) -> int:
-    """Lines before ``markdown`` in the page's file (its YAML front matter)."""
-    try:
-        raw = page.file.content_string
-    except (OSError, ValueError):
-        return 0
-    return lines_before(raw, markdown)
 
 
 def lines_before(raw: str, markdown: str) -> int:

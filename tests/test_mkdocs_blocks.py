@@ -140,3 +140,13 @@ def test_missing_alt_is_found_only_where_empty(tmp_path) -> None:  # noqa: ANN00
         (3, "img/b.png", ' "Title"'),
     ]
     assert markdown_line("a [b] *c* <d>") == "a \\[b\\] \\*c\\* &lt;d&gt;"
+
+
+def test_blocks_in_code_or_comments_are_left_alone_and_comments_in_a_body_are_text() -> None:
+    page = (
+        "Shown as code:\n\n```markdown\n/// compose\n\nNot a block.\n///\n```\n\n"
+        "Old draft <!-- left out:\n/// compose\n\nNot a block either.\n///\n-->\n\n"
+        "/// illustrate\n\nMy text <!-- a note I never closed\n///\n"
+    )
+    (block,) = find_blocks(page, "p.md")
+    assert block.kind == "illustrate" and block.body == "My text <!-- a note I never closed"

@@ -46,6 +46,7 @@ _EXPORTS = {
         "local_model_files",
         "serving_every_role",
     ),
+    "json_input": ("JSONTooDeepError", "MAX_JSON_DEPTH", "json_depth", "load_json"),
     "jobs": ("Job", "JobCancelled", "JobEvent", "JobRunner", "run_all"),
     "options": (
         "ComposeOptions",
@@ -186,6 +187,7 @@ if TYPE_CHECKING:
         store_image_bytes,
     )
     from .jobs import Job, JobCancelled, JobEvent, JobRunner, run_all
+    from .json_input import MAX_JSON_DEPTH, JSONTooDeepError, json_depth, load_json
     from .library.fingerprint import (
         FolderFingerprints,
         describes_an_image,
@@ -260,6 +262,10 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "JSONTooDeepError",
+    "MAX_JSON_DEPTH",
+    "json_depth",
+    "load_json",
     "HiddenLines",
     "resolve_src",
     "MissingAlt",

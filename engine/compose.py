@@ -8,7 +8,6 @@ it never knows which backend, recipe or cache is behind it.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from .article import Article, Candidate, Figure, Paragraph, render_figure
 from .backends.base import GenerateRequest, Generation, ImageRef
 from .config import GenerationConfig
 from .errors import BackendError
+from .json_input import load_json
 from .options import ComposeOptions
 from .placement import Placement, place_by_evidence
 from .progress import Progress, ProgressCallback, ignore_progress
@@ -459,7 +459,7 @@ def _context(article: Article, until: int) -> str:
 def _headings_from_json(answer: Generation) -> list[str]:
     """Headings from the constrained outline answer, cleaned; blank and repeated ones dropped."""
     try:
-        items = json.loads(answer.text)
+        items = load_json(answer.text)
     except ValueError:
         if answer.truncated:
             raise BackendError(

@@ -35,7 +35,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
-from xcomposer import Job, ModelError, TooLargeError, XComposerError
+from xcomposer import Job, JSONTooDeepError, ModelError, TooLargeError, XComposerError, load_json
 
 from .errors import http_status
 from .operations import Limits, prepare, upload_work
@@ -44,23 +44,10 @@ from .paths import RootPaths
 AUTH_RESOURCE = "xcomposer"
 JOB_ID_SHAPE = re.compile(r"^[0-9]{1,12}-[0-9a-f]{24}$")
 OWNER_SHAPE = re.compile(r"^(kernel|client):[A-Za-z0-9_-]{1,64}$")
-MAX_JSON_DEPTH = 32
 NO_VISION = (
     "describe needs a vision model, and no vision model is configured",
     "set c.XComposerApp.mmproj (with a GGUF model) or a vision-language model",
 )
-
-
-def json_depth(value: Any) -> int:
-    """How deeply ``value`` nests (iteratively: a hostile body cannot exhaust the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, depth)
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 class XComposerHandler(ExtensionHandlerMixin, APIHandler):
@@ -112,19 +99,13 @@ class XComposerHandler(ExtensionHandlerMixin, APIHandler):
         if not body.strip():
             return {}
         try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise web.HTTPError(400, "%s", f"the request body is not valid JSON ({err})") from None
-        except RecursionError:
-            data = None  # nested past Python's stack: refused below like any deep body
-        if data is None or json_depth(data) > MAX_JSON_DEPTH:
+            return load_json(body)
+        except JSONTooDeepError as err:
             raise web.HTTPError(
-                400,
-                "%s",
-                f"the request body nests deeper than {MAX_JSON_DEPTH} levels; send the "
-                "fields documented in docs/jupyter.md",
-            )
-        return data
+                400, "%s", f"the request body {err}; send the fields documented in docs/jupyter.md"
+            ) from None
+        except ValueError as err:  # not JSON, or not UTF-8
+            raise web.HTTPError(400, "%s", f"the request body is not valid JSON ({err})") from None
 
     def wait_seconds(self) -> float:
         raw = self.get_query_argument("wait", "0")

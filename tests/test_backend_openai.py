@@ -415,6 +415,20 @@ def test_json_schema_answers_are_validated(server):
         backend.generate(ask("Plan.", json_schema=schema))
 
 
+@pytest.mark.parametrize("depth", [40, 5_000])  # (far deeper: over the answer size cap)
+def test_deeply_nested_json_is_one_clear_error_never_a_recursion_error(server, depth):
+    nested = "[" * depth + "]" * depth
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    server.default = lambda _request: chat(nested)  # the answer, in every structured form
+    with pytest.raises(BackendError) as info:
+        backend_for(server).generate(ask("Plan.", json_schema=schema))
+    assert "nests deeper than 32 levels" in str(info.value) and "\n" not in str(info.value)
+    # ... and as the body itself (a hostile or broken server)
+    server.default = lambda _request: Reply(body=nested.encode())
+    with pytest.raises(BackendError, match="malformed JSON"):
+        backend_for(server).generate(ask())
+
+
 def test_json_cut_short_by_max_tokens_is_reported_as_such_not_retried_in_other_forms(server):
     server.script(chat('{"title": "Rockets and the people who', finish="length"))
     schema = {"type": "object", "properties": {"title": {"type": "string"}}}

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import BackendError, ConfigError, ModelError, TooLargeError, XComposerError
+from ..json_input import load_json
 
 try:
     import httpx
@@ -82,7 +83,7 @@ def server_message(body: bytes) -> str:
     """The human part of an error body: ``error.message``, ``detail``, ``message`` or the text."""
     text = body.decode("utf-8", "replace")
     try:
-        data = json.loads(text)
+        data = load_json(text)
     except ValueError:
         return one_line(text) or "(empty body)"
     if isinstance(data, dict):
@@ -473,7 +474,7 @@ class HttpClient:
 
     def _decode(self, url: str, body: bytes) -> Any:
         try:
-            return json.loads(body)
+            return load_json(body)
         except ValueError:
             if not body.strip():
                 what = f"{url} answered with an empty body"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..json_input import load_json
 from .base import GenerateRequest
 from .http_client import one_line
 
@@ -67,7 +68,7 @@ def check_answer(text: str, request: GenerateRequest) -> tuple[str | None, str]:
             if candidate in choices:
                 return candidate, ""
         try:
-            data = json.loads(text)
+            data = load_json(text)
         except ValueError:
             data = None
         if isinstance(data, dict):
@@ -77,9 +78,9 @@ def check_answer(text: str, request: GenerateRequest) -> tuple[str | None, str]:
         listed = one_line(", ".join(repr(c) for c in choices), 160)
         return None, f"the answer {shown} is not one of {listed}"
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        return None, f"the answer {shown} is not JSON ({err.msg})"
+        data = load_json(text)
+    except ValueError as err:
+        return None, f"the answer {shown} is not JSON ({getattr(err, 'msg', err)})"
     clean = _terminal_safe_strings(data)  # JSON escapes (\u001b, \u202e) hide them from text
     error = schema_error(clean, request.json_schema or {})
     if error:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -191,6 +192,61 @@ class EngineConfig(_Strict):
             return self
         data = self.backend.model_dump() | changes
         return self.model_copy(update={"backend": _validate(BackendConfig, data, "backend")})
+
+    def with_settings(
+        self, table: Mapping[str, Any], base_dir: Path, source: str = "config"
+    ) -> EngineConfig:
+        """A copy with ``table`` (shaped as the TOML: ``backends``, ``roles``, ``library`` ...)
+        merged over it key by key, relative paths resolved against ``base_dir``."""
+        if not table:
+            return self
+        data = _merged(self.model_dump(exclude_defaults=True), table)
+        return config_from_dict(data, base_dir=base_dir, source=source)
+
+    def for_folder(
+        self,
+        folder: Path,
+        *,
+        backend: Mapping[str, Any] | None = None,
+        library: Sequence[str] = (),
+        cache_dir: str | Path | None = None,
+    ) -> EngineConfig:
+        """A copy for a front end whose own options name paths relative to ``folder``
+        (mkdocs.yml's folder, a Jupyter server's root).
+
+        ``backend`` keys override the main backend's (``None``: not set); a ``model`` or
+        ``mmproj`` that is a file in ``folder``, or names a ``.gguf``, becomes its path (a
+        hub id or a served model's name stays as written).  ``library`` folders come first
+        among the library roots; ``cache_dir`` replaces the result cache.
+        """
+
+        def in_folder(value: Any) -> Any:
+            if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+                return value
+            candidate = folder / value
+            local = candidate.exists() or value.endswith(".gguf")
+            return str(candidate.resolve()) if local else value
+
+        overrides = {
+            k: in_folder(v) if k in ("model", "mmproj") else v for k, v in (backend or {}).items()
+        }
+        cfg = self.with_overrides(**overrides)
+        roots = [str((folder / Path(p).expanduser()).resolve()) for p in library]
+        roots += [r for r in cfg.library.roots if r not in roots]
+        updates: dict[str, Any] = {"library": cfg.library.model_copy(update={"roots": roots})}
+        if cache_dir is not None:
+            updates["cache_dir"] = str((folder / Path(cache_dir).expanduser()).resolve())
+        return cfg.model_copy(update=updates)
+
+
+def _merged(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _validate(model: type[BaseModel], data: dict, where: str) -> Any:

@@ -90,34 +90,20 @@ class XComposerApp(ExtensionApp):
         return Path(self.serverapp.contents_manager.root_dir)
 
     def engine_config(self) -> EngineConfig:
-        """The engine config: the TOML file (or xcomposer.toml in the root), then these options."""
+        """The engine config: the TOML file (or xcomposer.toml in the root), then these options,
+        their relative paths relative to the server root."""
         root = self.root_dir
         if self.engine_config_file:
             config = load_config(root / Path(self.engine_config_file).expanduser())
         else:
             config = load_config(None, search_dir=root)
-        config = config.with_overrides(
-            backend=self.backend,
-            model=self._in_root(self.model),
-            mmproj=self._in_root(self.mmproj),
-            base_url=self.base_url,
+        backend = {"backend": self.backend, "model": self.model, "mmproj": self.mmproj}
+        return config.for_folder(
+            root,
+            backend=backend | {"base_url": self.base_url},
+            library=self.library,
+            cache_dir=self.cache_dir or None,
         )
-        updates: dict = {}
-        if self.library:
-            roots = [str((root / Path(p).expanduser()).resolve()) for p in self.library]
-            updates["library"] = config.library.model_copy(update={"roots": roots})
-        if self.cache_dir:
-            updates["cache_dir"] = str((root / Path(self.cache_dir).expanduser()).resolve())
-        return config.model_copy(update=updates) if updates else config
-
-    def _in_root(self, path: str | None) -> str | None:
-        """A relative model file is relative to the server root (a repo id stays as it is)."""
-        if not path or Path(path).expanduser().is_absolute():
-            return path
-        candidate = self.root_dir / path
-        if candidate.exists() or path.endswith(".gguf"):
-            return str(candidate.resolve())
-        return path
 
     def initialize_settings(self) -> None:
         self.service = EngineService(self.engine_config, self.engine_factory, root=self.root_dir)

@@ -60,11 +60,7 @@ class XComposerHandler(ExtensionHandlerMixin, APIHandler):
         return self.extensionapp.service
 
     def paths(self) -> RootPaths:
-        try:
-            trusted = list(self.service.config.library.roots)
-        except XComposerError:
-            trusted = []
-        return RootPaths(self.serverapp.contents_manager, trusted)
+        return self.service.paths(self.serverapp.contents_manager)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """``{"error": message}``: the HTTPError's message, never a traceback."""

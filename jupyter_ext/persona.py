@@ -169,11 +169,7 @@ class XComposerPersona(BasePersona):
                     lambda: load_config(None, search_dir=Path(root)), root=root
                 )
             service = _OWN_SERVICES[root]
-        try:
-            trusted = list(service.config.library.roots)
-        except XComposerError:
-            trusted = []
-        return service, RootPaths(contents, trusted)
+        return service, service.paths(contents)
 
     # -- messages ----------------------------------------------------------------------------
     async def process_message(self, message: Message) -> None:

@@ -14,6 +14,7 @@ from xcomposer import Engine, EngineConfig, EngineHost, Job, XComposerError
 
 from .errors import http_status
 from .operations import Limits, Prepared
+from .paths import RootPaths
 
 
 class EngineService(EngineHost):
@@ -48,6 +49,15 @@ class EngineService(EngineHost):
         else:
             reply["status"] = None
         return reply
+
+    def paths(self, contents_manager: Any) -> RootPaths:
+        """Request paths under the server's root; the configured library folders count as
+        inside it (none while the configuration is broken)."""
+        try:
+            trusted = list(self.config.library.roots)
+        except XComposerError:
+            trusted = []
+        return RootPaths(contents_manager, trusted)
 
     def limits(self) -> Limits:
         """What a request is checked against before it is queued."""

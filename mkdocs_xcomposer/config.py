@@ -62,7 +62,8 @@ class XComposerConfig(Config):
     Keys written directly in the plugin config override the file's ``[backend]`` keys."""
 
     # -- the engine's main backend, as in the [backend] table of the engine's TOML ----------
-    backend = c.Optional(c.Choice(("llamacpp", "transformers", "openai")))
+    # (their values are checked by the engine's BackendConfig, the one home of their choices)
+    backend = c.Optional(c.Type(str))
     """Which runtime runs the model: ``llamacpp``, ``transformers`` or ``openai`` (a server).
     Default: the embedded SmolLM2 on llama.cpp."""
     model = c.Optional(c.Type(str))
@@ -71,7 +72,7 @@ class XComposerConfig(Config):
     """With a repo id on llama.cpp: the GGUF file name (or glob) inside the repo."""
     mmproj = c.Optional(c.Type(str))
     """llama.cpp: the vision projector GGUF that gives the model eyes."""
-    recipe = c.Optional(c.Choice(("auto", "chat", "completion", "xcomposer2")))
+    recipe = c.Optional(c.Type(str))
     """Prompt family; ``auto`` picks from the model name."""
     base_url = c.Optional(c.Type(str))
     """An OpenAI-compatible server, e.g. ``http://127.0.0.1:8080/v1``."""
@@ -85,7 +86,7 @@ class XComposerConfig(Config):
     """llama.cpp layers offloaded to the GPU (-1: all)."""
     device = c.Optional(c.Type(str))
     """transformers: ``cuda``, ``cpu``, ``mps`` or ``auto``."""
-    dtype = c.Optional(c.Choice(("auto", "bf16", "fp16", "fp32")))
+    dtype = c.Optional(c.Type(str))
     """transformers: the weights' dtype."""
     trust_remote_code = c.Optional(c.Type(bool))
     """transformers: allow the model's own code (InternLM-XComposer needs it)."""

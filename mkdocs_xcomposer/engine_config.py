@@ -7,7 +7,6 @@ all come from the cache never creates one that loads a model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,39 +21,20 @@ if TYPE_CHECKING:  # pydantic: imported only when an engine is configured
 def engine_config(
     plugin: XComposerConfig, config_dir: Path, store: ResultStore, frozen: bool
 ) -> EngineConfig:
-    """The EngineConfig the plugin's options describe (raises ConfigError)."""
-    from xcomposer import EngineConfig, config_from_dict, load_config
+    """The EngineConfig the plugin's options describe (raises ConfigError): the engine's
+    TOML, the ``engine:`` table over it, then the backend keys and folders of mkdocs.yml."""
+    from xcomposer import EngineConfig, load_config
 
-    if plugin.config:
-        base = load_config(Path(plugin.config))
-    else:
-        base = EngineConfig()
-    if plugin.engine:
-        data = _merge(base.model_dump(exclude_defaults=True), dict(plugin.engine))
-        base = config_from_dict(data, base_dir=config_dir, source="mkdocs.yml")
-    overrides = {k: plugin[k] for k in BACKEND_KEYS if plugin[k] is not None}
-    cfg = base.with_overrides(**overrides)
-    roots = [str((config_dir / r).resolve()) for r in plugin.library]
-    roots += [r for r in cfg.library.roots if r not in roots]
-    library = cfg.library.model_copy(
-        update={
-            "roots": roots,
-            "index_dir": cfg.library.index_dir or str(store.index_dir),
-        }
+    base = load_config(Path(plugin.config)) if plugin.config else EngineConfig()
+    cfg = base.with_settings(dict(plugin.engine), config_dir, "mkdocs.yml").for_folder(
+        config_dir,
+        backend={k: plugin[k] for k in BACKEND_KEYS},
+        library=plugin.library,
+        cache_dir=store.answers_dir,
     )
-    return cfg.model_copy(
-        update={"library": library, "cache_dir": str(store.answers_dir), "frozen": frozen}
-    )
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    index_dir = cfg.library.index_dir or str(store.index_dir)
+    library = cfg.library.model_copy(update={"index_dir": index_dir})
+    return cfg.model_copy(update={"library": library, "frozen": frozen})
 
 
 def facts_signature_of(

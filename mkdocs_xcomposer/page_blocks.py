@@ -47,7 +47,7 @@ def page_of(plugin: XComposerPlugin, md: Markdown, markdown: str) -> PageRef | N
         src_uri = file.src_uri
         abs_path = Path(file.abs_src_path) if file.abs_src_path else docs_dir / src_uri
     else:
-        src_uri = _zensical_page(md) or plugin.page_index().get(markdown.strip())
+        src_uri = _zensical_page(md) or page_index(plugin).get(markdown.strip())
         if src_uri is None:
             return None
         abs_path = docs_dir / src_uri
@@ -75,7 +75,7 @@ def _zensical_page(md: Markdown) -> str | None:
 
 def replacements(plugin: XComposerPlugin, markdown: str, page: PageRef) -> list[Replacement]:
     """What each block and each image without alt text of the page becomes."""
-    page_tasks = plugin.tasks_of_page(markdown, page)
+    page_tasks = tasks_of_page(plugin, markdown, page)
     out: list[Replacement] = []
     first_compose = True
     h1 = has_h1(markdown, page_tasks)
@@ -98,7 +98,7 @@ def replacements(plugin: XComposerPlugin, markdown: str, page: PageRef) -> list[
             out.append(Replacement(item.start, item.end, [notice], item.indent))
             continue
         if outcome.result is None:
-            notice = plugin.missing_block(task, outcome)
+            notice = missing_block(plugin, task, outcome)
             out.append(Replacement(item.start, item.end, [notice], item.indent))
             continue
         spec = plugin.specs[task.digest]

@@ -43,7 +43,7 @@ from . import page_blocks
 from .blocks import Block, BlockError, each_error, find_blocks
 from .config import DEFAULT_CACHE_DIR, OLD_CACHE_DIR, XComposerConfig, resolve_frozen
 from .engine_config import facts_signature_of
-from .extension import NoticePart, PageRef, Replacement, XComposerExtension
+from .extension import PageRef, Replacement, XComposerExtension
 from .page_text import lines_before, shown
 from .render import FigureStyle
 from .site_files import SiteImages
@@ -304,15 +304,6 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
 
     def replacements(self, markdown: str, page: PageRef) -> list[Replacement]:
         return page_blocks.replacements(self, markdown, page)
-
-    def tasks_of_page(self, markdown: str, page: PageRef) -> list[tuple[Block | MissingAlt, Task]]:
-        return page_blocks.tasks_of_page(self, markdown, page)
-
-    def missing_block(self, task: Task, outcome: Outcome) -> NoticePart:
-        return page_blocks.missing_block(self, task, outcome)
-
-    def page_index(self) -> dict[str, str]:
-        return page_blocks.page_index(self)
 
     # Runs after every page is written: the summary, then the cache entries no page used
     # are removed (only after a full, successful build, and never while serve composes).

@@ -261,3 +261,35 @@ def test_the_public_names_are_one_list_in_three_places() -> None:
 
     assert sorted(xcomposer.__all__) == sorted(xcomposer._MODULE_OF)
     assert all(getattr(xcomposer, name) is not None for name in xcomposer.__all__)
+
+
+def test_a_front_ends_own_options_are_relative_to_its_folder(tmp_path: Path) -> None:
+    from xcomposer import EngineConfig
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/m.gguf").write_bytes(b"GGUF")
+    base = EngineConfig(library={"roots": ["/shared/images"]})
+    cfg = base.for_folder(
+        tmp_path,
+        backend={"model": "models/m.gguf", "mmproj": "proj.gguf", "n_ctx": None},
+        library=["images"],
+        cache_dir="cache",
+    )
+    assert cfg.backend.model == str((tmp_path / "models/m.gguf").resolve())
+    assert cfg.backend.mmproj == str((tmp_path / "proj.gguf").resolve()), "a .gguf is a path"
+    assert cfg.backend.n_ctx == base.backend.n_ctx, "None: not set"
+    assert cfg.library.roots == [str((tmp_path / "images").resolve()), "/shared/images"]
+    assert cfg.cache_dir == str((tmp_path / "cache").resolve())
+    hub = base.for_folder(tmp_path, backend={"model": "HuggingFaceTB/SmolLM2-135M-Instruct"})
+    assert hub.backend.model == "HuggingFaceTB/SmolLM2-135M-Instruct", "a hub id stays"
+
+
+def test_a_settings_table_merges_over_the_config_key_by_key(tmp_path: Path) -> None:
+    from xcomposer import ConfigError, config_from_dict
+
+    base = config_from_dict({"generation": {"temperature": 0.5, "seed": 7}})
+    cfg = base.with_settings({"generation": {"seed": 9}, "library": {"roots": ["imgs"]}}, tmp_path)
+    assert (cfg.generation.temperature, cfg.generation.seed) == (0.5, 9)
+    assert cfg.library.roots == [str((tmp_path / "imgs").resolve())]
+    with pytest.raises(ConfigError, match="unknown option 'generation.x'"):
+        base.with_settings({"generation": {"x": 1}}, tmp_path)

@@ -47,6 +47,41 @@ def test_editing_a_sidecar_renews_only_the_block_that_uses_its_folder(
     assert build_site(config, {"main": ScriptedBackend()}).counts == {"cached": 2}
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "read"),
+    [
+        ("rocket.txt", "A rocket on its pad at dawn\n", True),
+        ("rocket.md", "A **rocket** on its pad at dawn\n", True),
+        ("rocket.jpg.txt", "A rocket on its pad at dawn\n", True),
+        ("captions.yml", "rocket.jpg: A rocket on its pad at dawn\n", True),
+        ("captions.json", '{"rocket.jpg": "A rocket on its pad at dawn"}\n', True),
+        ("notes.txt", "Things to do before the launch\n", False),
+        ("rocket.jpg.yml", "caption: not a file the library reads\n", False),
+    ],
+)
+def test_every_file_the_library_reads_for_an_image_renews_exactly_its_block(
+    tmp_path: Path, captioned_images: Path, name: str, text: str, read: bool
+) -> None:
+    from xcomposer import describes_an_image
+
+    config = site(tmp_path, captioned_images)
+    assert build_site(config, {"main": ScriptedBackend()}).counts["composed"] == 2
+    written = tmp_path / "docs/photos/a" / name
+    written.write_text(text)
+    assert describes_an_image(written) is read
+    expected = {"composed": 1, "cached": 1} if read else {"cached": 2}
+    assert build_site(config, {"main": ScriptedBackend()}).counts == expected
+
+
+def test_replacing_an_image_file_renews_exactly_its_block(
+    tmp_path: Path, captioned_images: Path
+) -> None:
+    config = site(tmp_path, captioned_images)
+    assert build_site(config, {"main": ScriptedBackend()}).counts["composed"] == 2
+    shutil.copy(captioned_images / "lighthouse_day.png", tmp_path / "docs/photos/b/rocket.jpg")
+    assert build_site(config, {"main": ScriptedBackend()}).counts == {"composed": 1, "cached": 1}
+
+
 def test_editing_the_alt_text_a_docs_page_gives_an_image_renews_the_block_that_uses_it(
     tmp_path: Path, captioned_images: Path
 ) -> None:

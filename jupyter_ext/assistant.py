@@ -62,7 +62,25 @@ class Assistant(widgets.VBox):
         self.client = client if client is not None else connect()
         self.frontend = frontend if frontend is not None else Frontend(current_cell_id())
         self.sections, self.words, self.candidates = sections, words, candidates
+        self._build_inputs(instruction, library, n_images, language, text)
+        self._build_controls()
+        self.result: dict[str, Any] | None = None
+        self.cells: list[dict] = []
+        self.events: list[dict[str, Any]] = []
+        self.error: str | None = None
+        self.inserted: list[str] = []
+        self._job: Any = None
+        self._thread: threading.Thread | None = None
+        self._busy = False
+        super().__init__(children=self._layout())
+        self._wire()
+        if self.client.notice:
+            self._notice(self.client.notice, "#8a6d00")
 
+    def _build_inputs(
+        self, instruction: str, library: str, n_images: int | str, language: str, text: str
+    ) -> None:
+        """The form: what to write or illustrate, and with which images."""
         self.instruction = widgets.Textarea(
             value=instruction,
             description="Instruction",
@@ -84,6 +102,9 @@ class Assistant(widgets.VBox):
             placeholder="Text to illustrate (empty: the cell you selected last)",
             layout=WIDE,
         )
+
+    def _build_controls(self) -> None:
+        """The buttons, the progress line, the preview and the insert button."""
         self.draft_button = _button("Draft", "pencil", "Write an illustrated article", "primary")
         self.illustrate_button = _button("Illustrate cell", "image", "Add images to the text")
         self.describe_button = _button("Describe last image", "eye", "Describe the last figure")
@@ -101,15 +122,6 @@ class Assistant(widgets.VBox):
         self.insert_button = _button("Insert", "plus", "Insert as Markdown cells", "success")
         self.insert_button.disabled = True
         self.status = widgets.Label("")
-
-        self.result: dict[str, Any] | None = None
-        self.cells: list[dict] = []
-        self.events: list[dict[str, Any]] = []
-        self.error: str | None = None
-        self.inserted: list[str] = []
-        self._job: Any = None
-        self._thread: threading.Thread | None = None
-        self._busy = False
         self._action_buttons = [
             self.draft_button,
             self.illustrate_button,
@@ -119,21 +131,22 @@ class Assistant(widgets.VBox):
             self.shorten_button,
         ]
 
-        super().__init__(
-            children=[
-                widgets.HTML("<b>XComposer assistant</b>"),
-                self.notice,
-                self.instruction,
-                widgets.HBox([self.library, self.n_images, self.language]),
-                self.text,
-                widgets.HBox([self.draft_button, self.illustrate_button, self.describe_button]),
-                widgets.HBox([self.paragraph, self.how]),
-                widgets.HBox([self.rewrite_button, self.expand_button, self.shorten_button]),
-                widgets.HBox([self.progress, self.stage, self.cancel_button]),
-                self.preview,
-                widgets.HBox([self.insert_button, self.status]),
-            ]
-        )
+    def _layout(self) -> list[widgets.Widget]:
+        return [
+            widgets.HTML("<b>XComposer assistant</b>"),
+            self.notice,
+            self.instruction,
+            widgets.HBox([self.library, self.n_images, self.language]),
+            self.text,
+            widgets.HBox([self.draft_button, self.illustrate_button, self.describe_button]),
+            widgets.HBox([self.paragraph, self.how]),
+            widgets.HBox([self.rewrite_button, self.expand_button, self.shorten_button]),
+            widgets.HBox([self.progress, self.stage, self.cancel_button]),
+            self.preview,
+            widgets.HBox([self.insert_button, self.status]),
+        ]
+
+    def _wire(self) -> None:
         self.draft_button.on_click(lambda _: self.draft())
         self.illustrate_button.on_click(lambda _: self.illustrate())
         self.describe_button.on_click(lambda _: self.describe())
@@ -142,8 +155,6 @@ class Assistant(widgets.VBox):
         self.shorten_button.on_click(lambda _: self.edit("shorten"))
         self.cancel_button.on_click(lambda _: self.cancel())
         self.insert_button.on_click(lambda _: self.insert())
-        if self.client.notice:
-            self._notice(self.client.notice, "#8a6d00")
 
     # -- the actions ---------------------------------------------------------------------
     def _options(self) -> dict[str, Any]:

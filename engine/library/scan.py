@@ -81,6 +81,45 @@ def _walked_anyway(real: str, root_real: str, skip_real: set[str]) -> bool:
     return not any(_is_inside(real, skipped) for skipped in skip_real)
 
 
+def _followed_link(path: str, root_real: str, follow_out: bool) -> tuple[str, Skip | None]:
+    """A symlink's real target, or why it is not followed."""
+    try:
+        real = _resolve_link(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "", Skip(Path(path), "symlink loop; remove or fix the link")
+        if isinstance(err, FileNotFoundError):
+            return "", Skip(Path(path), "broken symlink (its target does not exist)")
+        return "", Skip(Path(path), f"cannot follow the symlink ({err.strerror})")
+    except RuntimeError:  # pragma: no cover - older Pythons raise this on loops
+        return "", Skip(Path(path), "symlink loop; remove or fix the link")
+    if not follow_out and not _is_inside(real, root_real):
+        return real, Skip(
+            Path(path),
+            f"symlink leads outside the image folder (to {real}); not followed "
+            "unless library.follow_symlinks_out is set",
+        )
+    return real, None
+
+
+def _linked_folder_problem(
+    path: str, real: str, folder_real: str, root_real: str, skip_real: set[str]
+) -> Skip | None:
+    """Why a symlinked folder (``real``: its target; empty for a plain folder) is not walked:
+    it leads back above itself, or to a folder the walk reaches under its own name."""
+    if not real:
+        return None
+    if _is_inside(folder_real, real):
+        return Skip(Path(path), "symlink loop (it leads back to a folder above it)")
+    if _walked_anyway(real, root_real, skip_real):
+        where = os.path.relpath(real, root_real).replace(os.sep, "/")
+        return Skip(
+            Path(path),
+            f"symlink to {where}/, which is indexed under its own name; not indexed twice",
+        )
+    return None
+
+
 def scan_root(
     root: Path,
     *,
@@ -127,26 +166,11 @@ def scan_root(
                 is_link = entry.is_symlink()
             except OSError:
                 is_link = False
+            real = ""
             if is_link:
-                try:
-                    real = _resolve_link(path)
-                except OSError as err:
-                    if err.errno == errno.ELOOP:
-                        yield Skip(Path(path), "symlink loop; remove or fix the link")
-                    elif isinstance(err, FileNotFoundError):
-                        yield Skip(Path(path), "broken symlink (its target does not exist)")
-                    else:
-                        yield Skip(Path(path), f"cannot follow the symlink ({err.strerror})")
-                    continue
-                except RuntimeError:  # pragma: no cover - older Pythons raise this on loops
-                    yield Skip(Path(path), "symlink loop; remove or fix the link")
-                    continue
-                if not follow_symlinks_out and not _is_inside(real, root_real):
-                    yield Skip(
-                        Path(path),
-                        f"symlink leads outside the image folder (to {real}); not followed "
-                        "unless library.follow_symlinks_out is set",
-                    )
+                real, problem = _followed_link(path, root_real, follow_symlinks_out)
+                if problem is not None:
+                    yield problem
                     continue
             try:
                 st = entry.stat(follow_symlinks=True)
@@ -158,27 +182,16 @@ def scan_root(
                 continue
             if entry.is_dir(follow_symlinks=True):
                 key = (st.st_dev, st.st_ino)
-                if is_link:
-                    if _is_inside(folder_real, real):
-                        yield Skip(Path(path), "symlink loop (it leads back to a folder above it)")
-                        continue
-                    if _walked_anyway(real, root_real, skip_real):
-                        where = os.path.relpath(real, root_real).replace(os.sep, "/")
-                        yield Skip(
-                            Path(path),
-                            f"symlink to {where}/, which is indexed under its own name; "
-                            "not indexed twice",
-                        )
-                        continue
-                if key in visited:
-                    yield Skip(
+                problem = _linked_folder_problem(path, real, folder_real, root_real, skip_real)
+                if problem is None and key in visited:
+                    problem = Skip(
                         Path(path), "another name for a folder already indexed; not indexed twice"
                     )
-                    continue
-                if os.path.realpath(path) in skip_real:
-                    continue
-                visited.add(key)
-                subfolders.append((path, f"{rel}/"))
+                if problem is not None:
+                    yield problem
+                elif os.path.realpath(path) not in skip_real:
+                    visited.add(key)
+                    subfolders.append((path, f"{rel}/"))
                 continue
             suffix = os.path.splitext(entry.name)[1].lower()
             if suffix in IMAGE_SUFFIXES:

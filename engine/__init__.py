@@ -109,6 +109,7 @@ _EXPORTS = {
     "svg": ("safe_svg_bytes",),
     "progress": ("Progress", "ProgressCallback"),
     "safe_text": (
+        "LINK_SCHEMES",
         "MAX_BLOCK_CHARS",
         "MAX_LINE_CHARS",
         "bounded",
@@ -226,6 +227,7 @@ if TYPE_CHECKING:
     )
     from .reproducible import Outcome, ResultStore, Task, Workshop, WorkshopSettings
     from .safe_text import (
+        LINK_SCHEMES,
         MAX_BLOCK_CHARS,
         MAX_LINE_CHARS,
         bounded,
@@ -262,6 +264,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "LINK_SCHEMES",
     "JSONTooDeepError",
     "MAX_JSON_DEPTH",
     "json_depth",

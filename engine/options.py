@@ -216,6 +216,8 @@ def _option_error(model: type[BaseModel], err: ValidationError) -> OptionError:
     known = list(model.model_fields)
     if name is None:
         return OptionError("the options are not a mapping", "give options as key: value pairs")
+    if first["type"] == "missing":
+        return OptionError(f"'{name}' is missing", f"give '{name}'", name)
     if first["type"] == "extra_forbidden":
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"known options: {', '.join(known)}"

@@ -173,6 +173,8 @@ def figure_html(
     return sanitise_html(fragment, data_images=data_images)
 
 
+#: The schemes a link in rendered output may have (anything else loses its link).
+LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 _DATA_IMAGE = re.compile(r"^data:image/(?:png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*$")
 
 
@@ -205,6 +207,6 @@ def sanitise_html(fragment: str, *, data_images: bool = False) -> str:
         tags=tags,
         attributes=attributes,
         attribute_filter=own_urls_only,
-        url_schemes={"http", "https", "mailto", "data"},
+        url_schemes=set(LINK_SCHEMES | {"data"}),
         link_rel="noopener noreferrer",
     )

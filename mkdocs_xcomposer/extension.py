@@ -32,6 +32,7 @@ from xml.etree import ElementTree as etree
 from markdown import Extension, Markdown
 from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
+from xcomposer import LINK_SCHEMES  # the package is lazy: no pydantic
 
 from .render import FigureStyle
 
@@ -253,9 +254,6 @@ def notice_element(part: NoticePart) -> etree.Element:
     return box
 
 
-_SAFE_SCHEMES = {"http", "https", "mailto"}
-
-
 def _check_links(element: etree.Element) -> None:
     """Model text's links keep safe targets only; any other image or handler goes."""
     for node in element.iter():
@@ -264,6 +262,6 @@ def _check_links(element: etree.Element) -> None:
         if node.tag == "a":
             href = node.get("href", "")
             scheme = urlsplit(href.strip()).scheme.lower()
-            if scheme and scheme not in _SAFE_SCHEMES:
+            if scheme and scheme not in LINK_SCHEMES:
                 node.tag = "span"  # the link's text stays, as text
                 node.attrib.clear()

@@ -154,7 +154,7 @@ def test_describe_without_a_vision_model_says_how_to_configure_one(api: Api) -> 
 def test_bad_requests_are_one_line_json_errors(api: Api) -> None:
     cases = [
         ({"instruction": "x", "colour": "red"}, "unknown option 'colour'"),
-        ({"library": "images"}, "needs 'instruction'"),
+        ({"library": "images"}, "'instruction' is missing"),
         ({"instruction": "x", "n_images": "many"}, "n_images"),
         ("[1, 2]", "not a JSON object"),
         ("{not json", "not valid JSON"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -200,9 +201,15 @@ def load(config: Path, backend: Any, serving: bool = False) -> Any:
     return cfg
 
 
+_KEPT_BLOCK = re.compile(r"<!-- xcomposer: materialized.*?-->\n\n", re.DOTALL)
+
+
 def fill_and_capture(config: Path) -> dict[str, str]:
-    """Compose every block once; return each page's Markdown as the plugin rewrote it."""
+    """Compose every block once; return each page's Markdown with its blocks' expansions
+    pasted in, as ``xcomposer materialize`` writes them from the cache."""
     from mkdocs.commands.build import build
+
+    from mkdocs_xcomposer.materialize import materialize
 
     os.environ["XCOMPOSER_FROZEN"] = "0"
     try:
@@ -210,20 +217,18 @@ def fill_and_capture(config: Path) -> dict[str, str]:
         build(cfg)
         plugin = cfg.plugins["xcomposer"]
         assert plugin.counts["composed"] == PAGES * BLOCKS_PER_PAGE, plugin.counts
-        captured: dict[str, str] = {}
-        original = plugin.on_page_markdown
-
-        def capture(markdown: str, *, page: Any, config: Any, files: Any) -> str:
-            out = original(markdown, page=page, config=config, files=files)
-            captured[page.file.src_uri] = out
-            return out
-
-        plugin.on_page_markdown = capture
-        cfg = load(config, scripted_backend())
-        build(cfg)
-        plugin.on_page_markdown = original
+        plugin.on_shutdown()
     finally:
         del os.environ["XCOMPOSER_FROZEN"]
+    with tempfile.TemporaryDirectory(prefix="xcomposer-paste-") as tmp:
+        copy = Path(tmp) / "site"
+        shutil.copytree(config.parent, copy)
+        captured: dict[str, str] = {}
+        for page in sorted((copy / "docs").rglob("*.md")):
+            if "/// " in page.read_text(encoding="utf-8"):
+                materialize(page, copy / config.name)
+            text = _KEPT_BLOCK.sub("", page.read_text(encoding="utf-8"))  # only the expansion
+            captured[page.relative_to(copy / "docs").as_posix()] = text
     return captured
 
 

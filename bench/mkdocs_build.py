@@ -361,7 +361,7 @@ work shares the machine: load average {load} at the end of this run), medians of
 Ratio plugin / pasted: **{ratio:.3f}** (target <= 1.15).
 
 The first build of a fresh checkout (a CI clone) also imports the engine once, to learn
-its identity and the model's fingerprint, then remembers them in `.cache/xcomposer/index/`
+its identity and the model's fingerprint, then remembers them in `xcomposer-cache/index/`
 (not committed): {first[0]:.2f} s CPU, ratio {first_ratio:.3f}.  That difference is the
 engine's import (numpy and pydantic among it), not work on the blocks.
 

@@ -11,6 +11,7 @@ from typing import Any
 from .errors import InputError
 from .safe_text import (
     MAX_LINE_CHARS,
+    figure_fragment,
     figure_html,
     html_text,
     json_safe,
@@ -191,10 +192,11 @@ class Article:
                 url = url_of(fig)
                 if url is None:
                     caption = html_text(fig.caption, MAX_LINE_CHARS)
-                    out.append(f"<figure><code>{html_text(fig.image)}</code>{caption}</figure>")
+                    shown = f"<code>{html_text(fig.image)}</code><figcaption>{caption}</figcaption>"
+                    out.append(f"<figure>{shown}</figure>")
                 else:
-                    out.append(figure_html(url, fig.alt, fig.caption, data_images=data_images))
-        return sanitise_html("\n".join(out), data_images=data_images)
+                    out.append(figure_fragment(url, fig.alt, fig.caption, data_images=data_images))
+        return sanitise_html("\n".join(out), data_images=data_images)  # once, as a whole
 
     def markdown_parts(
         self, title_level: int = 1, *, model_written: bool | None = None, exact: bool = False

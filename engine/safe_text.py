@@ -163,14 +163,27 @@ def figure_html(
 ) -> str:
     """A ``<figure>`` with lazily loaded image, alt text and caption, escaped and sanitised
     (``data_images``: ``url`` may be a base64 image, kept whole, see :func:`sanitise_html`)."""
+    fragment = figure_fragment(url, alt, caption, css_class, data_images=data_images)
+    return sanitise_html(fragment, data_images=data_images)
+
+
+def figure_fragment(
+    url: str,
+    alt: str,
+    caption: str,
+    css_class: str = "xcomposer-figure",
+    *,
+    data_images: bool = False,
+) -> str:
+    """:func:`figure_html` before :func:`sanitise_html`: every value escaped, for a caller
+    that sanitises the whole fragment it is part of once."""
     caption_html = f"\n<figcaption>{html_text(caption, MAX_LINE_CHARS)}</figcaption>"
     src = html.escape(url, quote=True) if data_images else html_attribute(url, MAX_BLOCK_CHARS)
-    fragment = (
+    return (
         f'<figure class="{html_attribute(css_class)}">\n'
         f'<img src="{src}" alt="{html_attribute(alt)}" '
         f'loading="lazy">{caption_html if caption else ""}\n</figure>'
     )
-    return sanitise_html(fragment, data_images=data_images)
 
 
 #: The schemes a link in rendered output may have (anything else loses its link).

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from .progress import ProgressCallback
 
 log = logging.getLogger("xcomposer.host")
-EMBEDDED = "embedded default (SmolLM2-135M-Instruct)"
 
 
 class EngineHost:
@@ -175,4 +174,6 @@ class EngineHost:
 
 def model_name(config: EngineConfig) -> str:
     """The main model as a person would name it (the embedded default when none is set)."""
-    return config.backend.model or EMBEDDED
+    from .backends.model_files import EMBEDDED_MODEL_NAME
+
+    return config.backend.model or f"embedded default ({EMBEDDED_MODEL_NAME})"

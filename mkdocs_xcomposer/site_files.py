@@ -14,6 +14,7 @@ from pathlib import Path
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
+from xcomposer import is_svg  # the package is lazy: no pydantic
 
 ASSETS = "assets/xcomposer"
 
@@ -63,7 +64,7 @@ class SiteImages:
         """The site file that serves ``image``, added to ``files`` if it is not there yet."""
         src_uri = self.src_uri(image)
         found = files.get_file_from_path(src_uri)
-        if found is None and image.suffix.lower() == ".svg":
+        if found is None and is_svg(image):  # .svg and .svgz: sanitised, never as they are
             found = File.generated(config, src_uri, content=site_bytes(image))
             files.append(found)
         elif found is None:

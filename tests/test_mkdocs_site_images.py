@@ -32,3 +32,31 @@ def test_an_svg_copied_into_docs_has_no_script_handler_or_external_reference(
         assert bad not in text
     png = images.copy_into_docs(library / "photo.png")
     assert png is not None and png.read_bytes() == (library / "photo.png").read_bytes()
+
+
+def test_a_built_site_serves_every_kind_of_svg_sanitised_and_other_images_as_they_are(
+    tmp_path: Path,
+) -> None:
+    import gzip
+
+    from mkdocs.config.defaults import MkDocsConfig
+    from mkdocs.structure.files import Files
+
+    library = tmp_path / "photos"
+    library.mkdir()
+    (library / "diagram.svg").write_text(HOSTILE_SVG, encoding="utf-8")
+    (library / "packed.svgz").write_bytes(gzip.compress(HOSTILE_SVG.encode()))
+    (library / "photo.png").write_bytes(b"\x89PNG not really, served as is")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    config = MkDocsConfig()
+    config.load_dict({"site_name": "t", "docs_dir": str(docs), "site_dir": str(tmp_path / "s")})
+    assert config.validate() == ([], [])
+    config.plugins._current_plugin = "xcomposer"  # as MkDocs sets it while a plugin's event runs
+    images, files = SiteImages(docs, (library,)), Files([])
+    svg = images.file_for(library / "diagram.svg", files, config).content_bytes.decode()
+    svgz = gzip.decompress(images.file_for(library / "packed.svgz", files, config).content_bytes)
+    for served in (svg, svgz.decode()):
+        assert "<rect" in served and "<script" not in served and "onload" not in served
+    png = images.file_for(library / "photo.png", files, config)
+    assert png.content_bytes == (library / "photo.png").read_bytes()

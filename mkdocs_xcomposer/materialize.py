@@ -88,7 +88,7 @@ def materialize(
     if not page.is_file():
         raise InputError(f"page {page} not found", "give the path of a Markdown page")
     plugin, config = _load_plugin(config_file, backends)
-    assert plugin.folders is not None and plugin.workshop is not None and plugin.facts
+    assert plugin.folders is not None and plugin.workshop is not None
     folders = plugin.folders
     if not page.is_relative_to(folders.docs_dir):
         raise InputError(

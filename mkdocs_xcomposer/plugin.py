@@ -73,7 +73,6 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         self.fingerprints = FolderFingerprints()
         self.project = ProjectEngines()
         """The engine facts, and the live engines once something must be composed."""
-        self.facts: EngineFacts | None = None
         self.workshop: Workshop | None = None
         self.folders: Folders | None = None
         self.images: SiteImages | None = None
@@ -133,7 +132,6 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         project = self.project
         facts = project.facts(sig, make_config, store.index_dir / STATE_FILE, self.backends)
         library += [Path(r) for r in facts.library_roots if Path(r) not in library]
-        self.facts = facts
         self.folders = Folders(config_dir, docs_dir, tuple(library))
         self.images = SiteImages(docs_dir, tuple(library))
         self._page_index = None
@@ -155,6 +153,12 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
         if self.workshop is None:
             self.workshop = Workshop(settings, log)
         self.workshop.settings = settings
+
+    @property
+    def facts(self) -> EngineFacts:
+        """The engine facts of this build (the workshop's)."""
+        assert self.workshop is not None
+        return self.workshop.settings.facts
 
     def _engine_config(self, config_dir: Path, store: ResultStore, frozen: bool) -> Any:
         """The EngineConfig of these settings (this imports the engine)."""
@@ -270,7 +274,7 @@ class XComposerPlugin(BasePlugin[XComposerConfig]):
     def _find_tasks(
         self, markdown: str, page: str, path: Path, line_offset: int
     ) -> list[tuple[Block | MissingAlt, Task]]:
-        assert self.workshop is not None and self.folders is not None and self.facts
+        assert self.workshop is not None and self.folders is not None
         blocks = find_blocks(markdown, page, line_offset)
         found: list[tuple[Block | MissingAlt, Task]] = []
         errors: list[BlockError] = []
